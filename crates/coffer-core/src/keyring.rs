@@ -1,0 +1,571 @@
+//! Versioned transit keyrings, with Vault's numbering and rules.
+//!
+//! A keyring is a list of versions, each holding an encryption key and an
+//! HMAC key (or nothing, once trimmed). `latest_version` encrypts;
+//! `min_decryption_version` and `min_encryption_version` retire old ones;
+//! `trim` destroys material below `min_available_version`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use aws_lc_rs::hmac;
+use serde::{Deserialize, Serialize};
+
+use crate::ciphertext::{self, Versioned};
+use crate::{Error, Key256, Plaintext, aead};
+
+/// Key types this keyring supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyType {
+    #[serde(rename = "aes256-gcm96")]
+    Aes256Gcm96,
+}
+
+impl KeyType {
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        match s {
+            "aes256-gcm96" => Ok(KeyType::Aes256Gcm96),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown key type {other:?}; supported: aes256-gcm96"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::Aes256Gcm96 => "aes256-gcm96",
+        }
+    }
+}
+
+/// HMAC algorithms accepted by `hmac` and `verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HmacAlgorithm {
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HmacAlgorithm {
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        match s {
+            "sha2-224" => Ok(Self::Sha224),
+            "sha2-256" | "" => Ok(Self::Sha256),
+            "sha2-384" => Ok(Self::Sha384),
+            "sha2-512" => Ok(Self::Sha512),
+            other => Err(Error::InvalidArgument(format!(
+                "unsupported algorithm {other}"
+            ))),
+        }
+    }
+
+    fn algorithm(self) -> hmac::Algorithm {
+        match self {
+            Self::Sha224 => hmac::HMAC_SHA224,
+            Self::Sha256 => hmac::HMAC_SHA256,
+            Self::Sha384 => hmac::HMAC_SHA384,
+            Self::Sha512 => hmac::HMAC_SHA512,
+        }
+    }
+}
+
+/// The keys of one version. Serialised only to be wrapped.
+#[derive(Clone)]
+pub struct VersionKeys {
+    pub encryption: Key256,
+    pub hmac: Key256,
+}
+
+impl VersionKeys {
+    pub fn generate() -> Result<Self, Error> {
+        Ok(VersionKeys {
+            encryption: Key256::generate()?,
+            hmac: Key256::generate()?,
+        })
+    }
+
+    /// 64 bytes, `encryption ‖ hmac`, for wrapping.
+    pub fn to_plaintext(&self) -> Plaintext {
+        let mut v = Vec::with_capacity(64);
+        v.extend_from_slice(self.encryption.expose());
+        v.extend_from_slice(self.hmac.expose());
+        Plaintext::new(v)
+    }
+
+    pub fn from_plaintext(p: &Plaintext) -> Result<Self, Error> {
+        let b = p.as_bytes();
+        if b.len() != 64 {
+            return Err(Error::DecryptionFailed);
+        }
+        Ok(VersionKeys {
+            encryption: Key256::from_slice(&b[..32]).ok_or(Error::DecryptionFailed)?,
+            hmac: Key256::from_slice(&b[32..]).ok_or(Error::DecryptionFailed)?,
+        })
+    }
+}
+
+impl fmt::Debug for VersionKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VersionKeys([redacted])")
+    }
+}
+
+/// A key version's lifecycle state, derived from the keyring's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionState {
+    /// May encrypt and decrypt.
+    Active,
+    /// Below `min_encryption_version`: decrypts only.
+    DecryptOnly,
+    /// Below `min_decryption_version`: kept, but refused.
+    Retired,
+    /// Trimmed: the material is gone.
+    Destroyed,
+}
+
+/// Everything about a keyring except key material; stored as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub key_type: KeyType,
+    pub latest_version: u32,
+    pub min_decryption_version: u32,
+    pub min_encryption_version: u32,
+    pub min_available_version: u32,
+    pub deletion_allowed: bool,
+    pub exportable: bool,
+    pub allow_plaintext_backup: bool,
+    /// Seconds; 0 disables automatic rotation.
+    pub auto_rotate_period: u64,
+    /// Creation time (unix seconds) of each version, including destroyed ones.
+    pub version_created: BTreeMap<u32, i64>,
+}
+
+/// A keyring with its unwrapped material, held only while unsealed.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    pub config: KeyConfig,
+    versions: BTreeMap<u32, VersionKeys>,
+}
+
+/// A settings change; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigChange {
+    pub min_decryption_version: Option<u32>,
+    pub min_encryption_version: Option<u32>,
+    pub deletion_allowed: Option<bool>,
+    pub exportable: Option<bool>,
+    pub allow_plaintext_backup: Option<bool>,
+    pub auto_rotate_period: Option<u64>,
+}
+
+/// Vault refuses rotation periods below an hour (other than 0, "off").
+pub const MIN_AUTO_ROTATE_PERIOD: u64 = 3600;
+
+impl Keyring {
+    /// A new keyring with version 1.
+    pub fn create(name: &str, key_type: KeyType, now: i64) -> Result<(Self, VersionKeys), Error> {
+        let keys = VersionKeys::generate()?;
+        let config = KeyConfig {
+            name: name.to_owned(),
+            key_type,
+            latest_version: 1,
+            min_decryption_version: 1,
+            min_encryption_version: 0,
+            min_available_version: 0,
+            deletion_allowed: false,
+            exportable: false,
+            allow_plaintext_backup: false,
+            auto_rotate_period: 0,
+            version_created: BTreeMap::from([(1, now)]),
+        };
+        let ring = Keyring {
+            config,
+            versions: BTreeMap::from([(1, keys.clone())]),
+        };
+        Ok((ring, keys))
+    }
+
+    /// Rebuilds a keyring from stored settings and unwrapped versions.
+    pub fn from_parts(config: KeyConfig, versions: BTreeMap<u32, VersionKeys>) -> Self {
+        Keyring { config, versions }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn version_keys(&self, version: u32) -> Option<&VersionKeys> {
+        self.versions.get(&version)
+    }
+
+    /// Adds a new latest version and returns its keys (to be wrapped and stored).
+    pub fn rotate(&mut self, now: i64) -> Result<(u32, VersionKeys), Error> {
+        let v =
+            self.config.latest_version.checked_add(1).ok_or_else(|| {
+                Error::InvalidArgument("key has reached the maximum version".into())
+            })?;
+        let keys = VersionKeys::generate()?;
+        self.versions.insert(v, keys.clone());
+        self.config.latest_version = v;
+        self.config.version_created.insert(v, now);
+        Ok((v, keys))
+    }
+
+    pub fn state(&self, version: u32) -> Option<VersionState> {
+        if version == 0 || version > self.config.latest_version {
+            return None;
+        }
+        Some(if !self.versions.contains_key(&version) {
+            VersionState::Destroyed
+        } else if version < self.config.min_decryption_version {
+            VersionState::Retired
+        } else if version < self.config.min_encryption_version {
+            VersionState::DecryptOnly
+        } else {
+            VersionState::Active
+        })
+    }
+
+    /// The version to encrypt (or HMAC) with, checked against the settings.
+    pub fn encryption_version(&self, requested: Option<u32>) -> Result<u32, Error> {
+        let c = &self.config;
+        let v = match requested {
+            None | Some(0) => c.latest_version,
+            Some(v) => v,
+        };
+        if v > c.latest_version {
+            return Err(Error::InvalidArgument(format!(
+                "requested key version {v} is greater than the latest version {}",
+                c.latest_version
+            )));
+        }
+        if c.min_encryption_version > 0 && v < c.min_encryption_version {
+            return Err(Error::VersionNotUsable {
+                version: v,
+                state: "decrypt-only",
+                why: "it is below min_encryption_version",
+            });
+        }
+        self.usable_for_decrypt(v)?;
+        Ok(v)
+    }
+
+    fn usable_for_decrypt(&self, v: u32) -> Result<&VersionKeys, Error> {
+        match self.state(v) {
+            None => Err(Error::UnknownVersion(v)),
+            Some(VersionState::Destroyed) => Err(Error::VersionNotUsable {
+                version: v,
+                state: "destroyed",
+                why: "its material was trimmed",
+            }),
+            Some(VersionState::Retired) => Err(Error::VersionNotUsable {
+                version: v,
+                state: "retired",
+                why: "it is below min_decryption_version",
+            }),
+            Some(_) => self.versions.get(&v).ok_or(Error::UnknownVersion(v)),
+        }
+    }
+
+    pub fn encrypt(
+        &self,
+        plaintext: &[u8],
+        aad: &[u8],
+        version: Option<u32>,
+    ) -> Result<(String, u32), Error> {
+        let v = self.encryption_version(version)?;
+        let keys = self.usable_for_decrypt(v)?;
+        let blob = aead::seal(&keys.encryption, aad, plaintext)?;
+        Ok((ciphertext::format(v, &blob), v))
+    }
+
+    /// Decrypts, returning the plaintext and the version that opened it.
+    pub fn decrypt(&self, ct: &str, aad: &[u8]) -> Result<(Plaintext, u32), Error> {
+        let Versioned { version, payload } = ciphertext::parse(ct)?;
+        let keys = self.usable_for_decrypt(version)?;
+        Ok((aead::open(&keys.encryption, aad, &payload)?, version))
+    }
+
+    pub fn hmac(
+        &self,
+        input: &[u8],
+        algorithm: HmacAlgorithm,
+        version: Option<u32>,
+    ) -> Result<(String, u32), Error> {
+        let v = self.encryption_version(version)?;
+        let keys = self.usable_for_decrypt(v)?;
+        let tag = hmac::sign(
+            &hmac::Key::new(algorithm.algorithm(), keys.hmac.expose()),
+            input,
+        );
+        Ok((ciphertext::format(v, tag.as_ref()), v))
+    }
+
+    /// Constant-time check of an HMAC made by [`Keyring::hmac`].
+    pub fn verify_hmac(
+        &self,
+        input: &[u8],
+        mac: &str,
+        algorithm: HmacAlgorithm,
+    ) -> Result<bool, Error> {
+        let Versioned { version, payload } = ciphertext::parse(mac)?;
+        let keys = self.usable_for_decrypt(version)?;
+        let key = hmac::Key::new(algorithm.algorithm(), keys.hmac.expose());
+        Ok(hmac::verify(&key, input, &payload).is_ok())
+    }
+
+    /// Applies a settings change, all or nothing, with Vault's rules.
+    pub fn configure(&mut self, change: &ConfigChange) -> Result<(), Error> {
+        let mut c = self.config.clone();
+        if let Some(v) = change.min_decryption_version {
+            if v > c.latest_version {
+                return Err(Error::InvalidArgument(format!(
+                    "cannot set min_decryption_version to {v}: greater than the latest version {}",
+                    c.latest_version
+                )));
+            }
+            // 0 means "1", as in Vault.
+            c.min_decryption_version = v.max(1);
+            if c.min_decryption_version < c.min_available_version {
+                return Err(Error::InvalidArgument(format!(
+                    "cannot set min_decryption_version below min_available_version {}",
+                    c.min_available_version
+                )));
+            }
+        }
+        if let Some(v) = change.min_encryption_version {
+            if v > c.latest_version {
+                return Err(Error::InvalidArgument(format!(
+                    "cannot set min_encryption_version to {v}: greater than the latest version {}",
+                    c.latest_version
+                )));
+            }
+            c.min_encryption_version = v;
+        }
+        if c.min_encryption_version > 0 && c.min_encryption_version < c.min_decryption_version {
+            return Err(Error::InvalidArgument(format!(
+                "min_encryption_version {} must be at least min_decryption_version {}",
+                c.min_encryption_version, c.min_decryption_version
+            )));
+        }
+        if let Some(p) = change.auto_rotate_period {
+            if p != 0 && p < MIN_AUTO_ROTATE_PERIOD {
+                return Err(Error::InvalidArgument(
+                    "auto rotate period must be 0 to disable or at least an hour".into(),
+                ));
+            }
+            c.auto_rotate_period = p;
+        }
+        if let Some(b) = change.deletion_allowed {
+            c.deletion_allowed = b;
+        }
+        if let Some(b) = change.exportable {
+            if c.exportable && !b {
+                return Err(Error::InvalidArgument(
+                    "exportable key cannot be made non-exportable".into(),
+                ));
+            }
+            c.exportable = b;
+        }
+        if let Some(b) = change.allow_plaintext_backup {
+            if c.allow_plaintext_backup && !b {
+                return Err(Error::InvalidArgument(
+                    "plaintext backup cannot be disabled once allowed".into(),
+                ));
+            }
+            c.allow_plaintext_backup = b;
+        }
+        self.config = c;
+        Ok(())
+    }
+
+    /// Destroys every version below `min_available`; returns those versions.
+    pub fn trim(&mut self, min_available: u32) -> Result<Vec<u32>, Error> {
+        let c = &self.config;
+        if min_available == 0 {
+            return Err(Error::InvalidArgument(
+                "minimum available version cannot be 0".into(),
+            ));
+        }
+        if min_available < c.min_available_version {
+            return Err(Error::InvalidArgument(format!(
+                "minimum available version cannot be decreased from {}",
+                c.min_available_version
+            )));
+        }
+        if min_available > c.min_decryption_version {
+            return Err(Error::InvalidArgument(format!(
+                "cannot set minimum available version to {min_available}: greater than min_decryption_version {}",
+                c.min_decryption_version
+            )));
+        }
+        if c.min_encryption_version > 0 && min_available > c.min_encryption_version {
+            return Err(Error::InvalidArgument(format!(
+                "cannot set minimum available version to {min_available}: greater than min_encryption_version {}",
+                c.min_encryption_version
+            )));
+        }
+        let gone: Vec<u32> = self
+            .versions
+            .range(..min_available)
+            .map(|(v, _)| *v)
+            .collect();
+        for v in &gone {
+            self.versions.remove(v);
+        }
+        self.config.min_available_version = min_available;
+        Ok(gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> Keyring {
+        Keyring::create("orders", KeyType::Aes256Gcm96, 1_700_000_000)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn rotate_keeps_old_versions_decryptable() {
+        let mut r = ring();
+        let (c1, v1) = r.encrypt(b"one", b"", None).unwrap();
+        assert_eq!(v1, 1);
+        assert!(c1.starts_with("vault:v1:"));
+        r.rotate(1).unwrap();
+        let (c2, _) = r.encrypt(b"two", b"", None).unwrap();
+        assert!(c2.starts_with("vault:v2:"));
+        assert_eq!(r.decrypt(&c1, b"").unwrap().0.as_bytes(), b"one");
+        assert_eq!(r.decrypt(&c2, b"").unwrap().0.as_bytes(), b"two");
+    }
+
+    #[test]
+    fn version_states_follow_the_settings() {
+        let mut r = ring();
+        let (c1, _) = r.encrypt(b"one", b"", None).unwrap();
+        r.rotate(1).unwrap();
+        r.rotate(2).unwrap();
+        r.configure(&ConfigChange {
+            min_encryption_version: Some(3),
+            min_decryption_version: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(r.state(1), Some(VersionState::Retired));
+        assert_eq!(r.state(2), Some(VersionState::DecryptOnly));
+        assert_eq!(r.state(3), Some(VersionState::Active));
+        assert_eq!(r.state(4), None);
+        assert!(matches!(
+            r.decrypt(&c1, b""),
+            Err(Error::VersionNotUsable {
+                version: 1,
+                state: "retired",
+                ..
+            })
+        ));
+        assert!(matches!(
+            r.encrypt(b"x", b"", Some(2)),
+            Err(Error::VersionNotUsable {
+                state: "decrypt-only",
+                ..
+            })
+        ));
+        assert_eq!(r.trim(2).unwrap(), vec![1]);
+        assert_eq!(r.state(1), Some(VersionState::Destroyed));
+        assert!(matches!(
+            r.decrypt(&c1, b""),
+            Err(Error::VersionNotUsable {
+                state: "destroyed",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn config_rules() {
+        let mut r = ring();
+        let before = r.config.clone();
+        assert!(
+            r.configure(&ConfigChange {
+                min_decryption_version: Some(5),
+                ..Default::default()
+            })
+            .is_err()
+        );
+        assert!(
+            r.configure(&ConfigChange {
+                auto_rotate_period: Some(10),
+                ..Default::default()
+            })
+            .is_err()
+        );
+        assert_eq!(r.config, before, "a refused change must change nothing");
+        assert!(r.trim(2).is_err());
+        assert!(r.trim(0).is_err());
+    }
+
+    #[test]
+    fn hmac_verifies_and_detects_changes() {
+        let mut r = ring();
+        let (m1, _) = r
+            .hmac(b"alice@example.com", HmacAlgorithm::Sha256, None)
+            .unwrap();
+        assert!(
+            r.verify_hmac(b"alice@example.com", &m1, HmacAlgorithm::Sha256)
+                .unwrap()
+        );
+        assert!(
+            !r.verify_hmac(b"bob@example.com", &m1, HmacAlgorithm::Sha256)
+                .unwrap()
+        );
+        assert!(
+            !r.verify_hmac(b"alice@example.com", &m1, HmacAlgorithm::Sha512)
+                .unwrap()
+        );
+        r.rotate(1).unwrap();
+        let (m2, v) = r
+            .hmac(b"alice@example.com", HmacAlgorithm::Sha256, None)
+            .unwrap();
+        assert_eq!(v, 2);
+        assert_ne!(m1, m2);
+        assert!(
+            r.verify_hmac(b"alice@example.com", &m1, HmacAlgorithm::Sha256)
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn hmac_sha256_known_answer() {
+        // RFC 4231 test case 2, with the key placed in version 1's hmac slot.
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        let cfg = ring().config;
+        let keys = VersionKeys {
+            encryption: Key256::from_bytes([0; 32]),
+            hmac: Key256::from_bytes(key),
+        };
+        let r = Keyring::from_parts(cfg, BTreeMap::from([(1, keys)]));
+        let (m, _) = r
+            .hmac(b"what do ya want for nothing?", HmacAlgorithm::Sha256, None)
+            .unwrap();
+        // HMAC pads short keys with zeros, so "Jefe" and "Jefe\0..." are the same key.
+        let expected =
+            hex::decode("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+                .unwrap();
+        assert_eq!(ciphertext::parse(&m).unwrap().payload, expected);
+    }
+
+    #[test]
+    fn key_material_round_trips_through_plaintext() {
+        let k = VersionKeys::generate().unwrap();
+        let back = VersionKeys::from_plaintext(&k.to_plaintext()).unwrap();
+        assert_eq!(back.encryption.expose(), k.encryption.expose());
+        assert_eq!(back.hmac.expose(), k.hmac.expose());
+        assert!(VersionKeys::from_plaintext(&Plaintext::new(vec![0; 63])).is_err());
+    }
+}
