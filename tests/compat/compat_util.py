@@ -44,13 +44,13 @@ def flip_body_char(ciphertext, index=10):
     return f"{prefix}:{body[:index]}{repl}{body[index + 1:]}"
 
 
-def raw_request(addr, method, path, token=None, json=None, data=None, headers=None):
+def raw_request(addr, method, path, token=None, json=None, data=None, headers=None, timeout=HTTP_TIMEOUT):
     """Plain HTTP request (no hvac) for cases hvac cannot express:
     broken JSON bodies, exact status codes of 204 responses, unauthenticated calls."""
     h = dict(headers or {})
     if token is not None:
         h["X-Vault-Token"] = token
-    kwargs = {"headers": h, "timeout": HTTP_TIMEOUT}
+    kwargs = {"headers": h, "timeout": timeout}
     if data is not None:
         kwargs["data"] = data
     elif json is not None:

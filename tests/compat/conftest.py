@@ -7,6 +7,8 @@ Environment (set by run.sh):
   COMPAT_SERVER_CMD         command line (shlex syntax) that runs that non-dev server in the
                             foreground; the tests start, stop and restart it themselves
   COMPAT_SERVER_LOG         file the non-dev server's output is appended to
+  COMPAT_SERVER_PIDFILE     where the running non-dev server's pid is kept (so that run.sh
+                            can kill it if pytest dies before its teardown)
 Without COMPAT_SERVER_CMD but with COMPAT_UNINIT_ADDR, an externally managed server is used
 and the restart test is skipped; without either, the seal tests are skipped.
 """
@@ -115,10 +117,11 @@ def limited_token(client):
 class ServerProcess:
     """The non-dev (sealed/uninitialised) server, launched from COMPAT_SERVER_CMD."""
 
-    def __init__(self, addr, cmd, log_path):
+    def __init__(self, addr, cmd, log_path, pid_file=None):
         self.addr = addr.rstrip("/")
         self.cmd = cmd
         self.log_path = log_path
+        self.pid_file = pid_file
         self.proc = None
         self._log = None
 
@@ -151,6 +154,9 @@ class ServerProcess:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        if self.pid_file:
+            with open(self.pid_file, "w") as f:
+                f.write(str(self.proc.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -174,6 +180,8 @@ class ServerProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         self.proc = None
+        if self.pid_file and os.path.exists(self.pid_file):
+            os.unlink(self.pid_file)
         if self._log:
             self._log.close()
             self._log = None
@@ -195,7 +203,9 @@ class ServerProcess:
         pytest.fail(f"server not active after unseal (last health {code}):\n{self.log_tail()}")
 
     def client(self, token=None):
-        return hvac.Client(url=self.addr, token=token, timeout=10)
+        # generous timeout: init/unseal of a persistent server may wait for storage
+        # (e.g. a raft leader election)
+        return hvac.Client(url=self.addr, token=token, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +213,12 @@ def sealed_server():
     addr = os.environ.get("COMPAT_UNINIT_ADDR")
     if not addr:
         pytest.skip("COMPAT_UNINIT_ADDR not set: no non-dev server for the seal tests")
-    srv = ServerProcess(addr, os.environ.get("COMPAT_SERVER_CMD"), os.environ.get("COMPAT_SERVER_LOG"))
+    srv = ServerProcess(
+        addr,
+        os.environ.get("COMPAT_SERVER_CMD"),
+        os.environ.get("COMPAT_SERVER_LOG"),
+        os.environ.get("COMPAT_SERVER_PIDFILE"),
+    )
     srv.start()
     yield srv
     srv.stop()

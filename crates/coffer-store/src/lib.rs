@@ -1,1 +1,115 @@
+//! Coffer's storage: the [`Store`] trait and its backends.
+//!
+//! The store keeps rows, not meaning: it never sees plaintext key material
+//! (callers hand it wrapped bytes) and it does no cryptography. Every change
+//! goes through [`Store::apply`], a list of [`Op`]s applied in one
+//! transaction, so a request either changes everything it meant to or
+//! nothing. The embedded SQLite backend lives in [`sqlite`]; a PostgreSQL
+//! backend implements the same trait against the same schema.
 #![forbid(unsafe_code)]
+
+mod rows;
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+pub use rows::{MountRow, TenantKeyRow, TokenRow, TransitKeyRow, TransitVersionRow};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An insert collided with an existing row.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// The backend failed (I/O, corruption, lock timeout).
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// One change; a list of them is applied atomically by [`Store::apply`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Op {
+    PutMeta {
+        key: String,
+        value: Vec<u8>,
+    },
+    PutTenantKey(TenantKeyRow),
+    /// Fails with [`StoreError::Conflict`] if the mount exists.
+    InsertMount(MountRow),
+    /// Deletes the mount and every transit key under it.
+    DeleteMount {
+        namespace: String,
+        path: String,
+    },
+    /// Fails with [`StoreError::Conflict`] if the key exists.
+    InsertTransitKey(TransitKeyRow),
+    UpdateTransitKey(TransitKeyRow),
+    PutTransitVersion(TransitVersionRow),
+    /// Deletes versions below `below` (trim).
+    DeleteTransitVersionsBelow {
+        namespace: String,
+        mount: String,
+        name: String,
+        below: u32,
+    },
+    DeleteTransitKey {
+        namespace: String,
+        mount: String,
+        name: String,
+    },
+    InsertToken(TokenRow),
+    DeleteToken {
+        accessor: String,
+    },
+    PutPolicy {
+        namespace: String,
+        name: String,
+        body: String,
+    },
+    DeletePolicy {
+        namespace: String,
+        name: String,
+    },
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    async fn tenant_keys(&self, namespace: &str) -> Result<Vec<TenantKeyRow>>;
+    async fn mounts(&self) -> Result<Vec<MountRow>>;
+    async fn transit_key(
+        &self,
+        namespace: &str,
+        mount: &str,
+        name: &str,
+    ) -> Result<Option<TransitKeyRow>>;
+    async fn transit_versions(
+        &self,
+        namespace: &str,
+        mount: &str,
+        name: &str,
+    ) -> Result<Vec<TransitVersionRow>>;
+    async fn transit_key_names(&self, namespace: &str, mount: &str) -> Result<Vec<String>>;
+    async fn token_by_hash(&self, hash: &[u8]) -> Result<Option<TokenRow>>;
+    async fn token_by_accessor(&self, accessor: &str) -> Result<Option<TokenRow>>;
+    async fn token_children(&self, parent_accessor: &str) -> Result<Vec<TokenRow>>;
+    async fn policy(&self, namespace: &str, name: &str) -> Result<Option<String>>;
+    async fn policy_names(&self, namespace: &str) -> Result<Vec<String>>;
+    /// Applies every op in one transaction: all or nothing.
+    async fn apply(&self, ops: Vec<Op>) -> Result<()>;
+}

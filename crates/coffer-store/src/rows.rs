@@ -1,0 +1,56 @@
+//! Row types shared by every backend. Byte fields hold wrapped keys or
+//! hashes only.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantKeyRow {
+    pub namespace: String,
+    pub version: u32,
+    pub created: i64,
+    pub wrapped: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountRow {
+    pub namespace: String,
+    /// With a trailing slash, as Vault lists mounts (`transit/`).
+    pub path: String,
+    pub kind: String,
+    pub description: String,
+    pub accessor: String,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitKeyRow {
+    pub namespace: String,
+    pub mount: String,
+    pub name: String,
+    /// `coffer_core::keyring::KeyConfig` as JSON.
+    pub config: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitVersionRow {
+    pub namespace: String,
+    pub mount: String,
+    pub name: String,
+    pub version: u32,
+    pub wrapped: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub accessor: String,
+    /// Keyed hash of the token id.
+    pub hash: Vec<u8>,
+    pub namespace: String,
+    pub parent: Option<String>,
+    /// JSON array of policy names.
+    pub policies: String,
+    pub display_name: String,
+    pub created: i64,
+    /// Unix seconds; `None` never expires.
+    pub expires: Option<i64>,
+    /// JSON object of string metadata.
+    pub meta: String,
+}

@@ -1,0 +1,511 @@
+//! The embedded backend: one SQLite database (WAL, `synchronous=FULL`) in
+//! the data directory.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::{
+    MountRow, Op, Result, Store, StoreError, TenantKeyRow, TokenRow, TransitKeyRow,
+    TransitVersionRow,
+};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "coffer.db";
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `dir` and migrates it.
+    pub async fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(dir.join(DB_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn version(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+fn token_row(r: &sqlx::sqlite::SqliteRow) -> TokenRow {
+    TokenRow {
+        accessor: r.get("accessor"),
+        hash: r.get("hash"),
+        namespace: r.get("namespace"),
+        parent: r.get("parent"),
+        policies: r.get("policies"),
+        display_name: r.get("display_name"),
+        created: r.get("created"),
+        expires: r.get("expires"),
+        meta: r.get("meta"),
+    }
+}
+
+fn conflict(e: sqlx::Error, what: &'static str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what),
+        _ => e.into(),
+    }
+}
+
+async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
+    match op {
+        Op::PutMeta { key, value } => {
+            sqlx::query("INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v")
+                .bind(key)
+                .bind(value)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Op::PutTenantKey(t) => {
+            sqlx::query("INSERT OR REPLACE INTO tenant_keys (namespace, version, created, wrapped) VALUES (?, ?, ?, ?)")
+                .bind(t.namespace)
+                .bind(i64::from(t.version))
+                .bind(t.created)
+                .bind(t.wrapped)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Op::InsertMount(m) => {
+            sqlx::query(
+                "INSERT INTO mounts (namespace, path, kind, description, accessor, created) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(m.namespace)
+            .bind(m.path)
+            .bind(m.kind)
+            .bind(m.description)
+            .bind(m.accessor)
+            .bind(m.created)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| conflict(e, "mount"))?;
+        }
+        Op::DeleteMount { namespace, path } => {
+            let mount = path.trim_end_matches('/').to_owned();
+            for sql in [
+                "DELETE FROM transit_key_versions WHERE namespace = ? AND mount = ?",
+                "DELETE FROM transit_keys WHERE namespace = ? AND mount = ?",
+            ] {
+                sqlx::query(sql)
+                    .bind(&namespace)
+                    .bind(&mount)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM mounts WHERE namespace = ? AND path = ?")
+                .bind(namespace)
+                .bind(path)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Op::InsertTransitKey(k) => {
+            sqlx::query(
+                "INSERT INTO transit_keys (namespace, mount, name, config) VALUES (?, ?, ?, ?)",
+            )
+            .bind(k.namespace)
+            .bind(k.mount)
+            .bind(k.name)
+            .bind(k.config)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| conflict(e, "key"))?;
+        }
+        Op::UpdateTransitKey(k) => {
+            sqlx::query(
+                "UPDATE transit_keys SET config = ? WHERE namespace = ? AND mount = ? AND name = ?",
+            )
+            .bind(k.config)
+            .bind(k.namespace)
+            .bind(k.mount)
+            .bind(k.name)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Op::PutTransitVersion(v) => {
+            sqlx::query(
+                "INSERT OR REPLACE INTO transit_key_versions (namespace, mount, name, version, wrapped) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(v.namespace)
+            .bind(v.mount)
+            .bind(v.name)
+            .bind(i64::from(v.version))
+            .bind(v.wrapped)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Op::DeleteTransitVersionsBelow {
+            namespace,
+            mount,
+            name,
+            below,
+        } => {
+            sqlx::query("DELETE FROM transit_key_versions WHERE namespace = ? AND mount = ? AND name = ? AND version < ?")
+                .bind(namespace)
+                .bind(mount)
+                .bind(name)
+                .bind(i64::from(below))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Op::DeleteTransitKey {
+            namespace,
+            mount,
+            name,
+        } => {
+            for sql in [
+                "DELETE FROM transit_key_versions WHERE namespace = ? AND mount = ? AND name = ?",
+                "DELETE FROM transit_keys WHERE namespace = ? AND mount = ? AND name = ?",
+            ] {
+                sqlx::query(sql)
+                    .bind(&namespace)
+                    .bind(&mount)
+                    .bind(&name)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Op::InsertToken(t) => {
+            sqlx::query(
+                "INSERT INTO tokens (accessor, hash, namespace, parent, policies, display_name, created, expires, meta) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(t.accessor)
+            .bind(t.hash)
+            .bind(t.namespace)
+            .bind(t.parent)
+            .bind(t.policies)
+            .bind(t.display_name)
+            .bind(t.created)
+            .bind(t.expires)
+            .bind(t.meta)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| conflict(e, "token"))?;
+        }
+        Op::DeleteToken { accessor } => {
+            sqlx::query("DELETE FROM tokens WHERE accessor = ?")
+                .bind(accessor)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Op::PutPolicy {
+            namespace,
+            name,
+            body,
+        } => {
+            sqlx::query(
+                "INSERT INTO policies (namespace, name, body) VALUES (?, ?, ?) \
+                 ON CONFLICT (namespace, name) DO UPDATE SET body = excluded.body",
+            )
+            .bind(namespace)
+            .bind(name)
+            .bind(body)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Op::DeletePolicy { namespace, name } => {
+            sqlx::query("DELETE FROM policies WHERE namespace = ? AND name = ?")
+                .bind(namespace)
+                .bind(name)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT v FROM meta WHERE k = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get("v")))
+    }
+
+    async fn tenant_keys(&self, namespace: &str) -> Result<Vec<TenantKeyRow>> {
+        let rows = sqlx::query("SELECT namespace, version, created, wrapped FROM tenant_keys WHERE namespace = ? ORDER BY version")
+            .bind(namespace)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TenantKeyRow {
+                namespace: r.get("namespace"),
+                version: version(r.get("version")),
+                created: r.get("created"),
+                wrapped: r.get("wrapped"),
+            })
+            .collect())
+    }
+
+    async fn mounts(&self) -> Result<Vec<MountRow>> {
+        let rows = sqlx::query("SELECT namespace, path, kind, description, accessor, created FROM mounts ORDER BY namespace, path")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| MountRow {
+                namespace: r.get("namespace"),
+                path: r.get("path"),
+                kind: r.get("kind"),
+                description: r.get("description"),
+                accessor: r.get("accessor"),
+                created: r.get("created"),
+            })
+            .collect())
+    }
+
+    async fn transit_key(
+        &self,
+        namespace: &str,
+        mount: &str,
+        name: &str,
+    ) -> Result<Option<TransitKeyRow>> {
+        let row = sqlx::query(
+            "SELECT config FROM transit_keys WHERE namespace = ? AND mount = ? AND name = ?",
+        )
+        .bind(namespace)
+        .bind(mount)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| TransitKeyRow {
+            namespace: namespace.to_owned(),
+            mount: mount.to_owned(),
+            name: name.to_owned(),
+            config: r.get("config"),
+        }))
+    }
+
+    async fn transit_versions(
+        &self,
+        namespace: &str,
+        mount: &str,
+        name: &str,
+    ) -> Result<Vec<TransitVersionRow>> {
+        let rows = sqlx::query(
+            "SELECT version, wrapped FROM transit_key_versions WHERE namespace = ? AND mount = ? AND name = ? ORDER BY version",
+        )
+        .bind(namespace)
+        .bind(mount)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TransitVersionRow {
+                namespace: namespace.to_owned(),
+                mount: mount.to_owned(),
+                name: name.to_owned(),
+                version: version(r.get("version")),
+                wrapped: r.get("wrapped"),
+            })
+            .collect())
+    }
+
+    async fn transit_key_names(&self, namespace: &str, mount: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT name FROM transit_keys WHERE namespace = ? AND mount = ? ORDER BY name",
+        )
+        .bind(namespace)
+        .bind(mount)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get("name")).collect())
+    }
+
+    async fn token_by_hash(&self, hash: &[u8]) -> Result<Option<TokenRow>> {
+        let row = sqlx::query("SELECT * FROM tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(token_row))
+    }
+
+    async fn token_by_accessor(&self, accessor: &str) -> Result<Option<TokenRow>> {
+        let row = sqlx::query("SELECT * FROM tokens WHERE accessor = ?")
+            .bind(accessor)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(token_row))
+    }
+
+    async fn token_children(&self, parent_accessor: &str) -> Result<Vec<TokenRow>> {
+        let rows = sqlx::query("SELECT * FROM tokens WHERE parent = ?")
+            .bind(parent_accessor)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(token_row).collect())
+    }
+
+    async fn policy(&self, namespace: &str, name: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT body FROM policies WHERE namespace = ? AND name = ?")
+            .bind(namespace)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get("body")))
+    }
+
+    async fn policy_names(&self, namespace: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT name FROM policies WHERE namespace = ? ORDER BY name")
+            .bind(namespace)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get("name")).collect())
+    }
+
+    async fn apply(&self, ops: Vec<Op>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for op in ops {
+            apply_one(&mut tx, op).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_row(name: &str) -> TransitKeyRow {
+        TransitKeyRow {
+            namespace: String::new(),
+            mount: "transit".into(),
+            name: name.into(),
+            config: "{}".into(),
+        }
+    }
+
+    fn version_row(name: &str, v: u32) -> TransitVersionRow {
+        TransitVersionRow {
+            namespace: String::new(),
+            mount: "transit".into(),
+            name: name.into(),
+            version: v,
+            wrapped: vec![v as u8],
+        }
+    }
+
+    #[tokio::test]
+    async fn apply_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        s.apply(vec![
+            Op::InsertTransitKey(key_row("a")),
+            Op::PutTransitVersion(version_row("a", 1)),
+        ])
+        .await
+        .unwrap();
+        // The second insert of "a" conflicts, so "b" must not appear either.
+        let err = s
+            .apply(vec![
+                Op::InsertTransitKey(key_row("b")),
+                Op::InsertTransitKey(key_row("a")),
+            ])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict("key")));
+        assert_eq!(
+            s.transit_key_names("", "transit").await.unwrap(),
+            vec!["a".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopen_and_trim_deletes_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SqliteStore::open(dir.path()).await.unwrap();
+            s.apply(vec![
+                Op::InsertTransitKey(key_row("k")),
+                Op::PutTransitVersion(version_row("k", 1)),
+                Op::PutTransitVersion(version_row("k", 2)),
+                Op::PutMeta {
+                    key: "m".into(),
+                    value: vec![1, 2],
+                },
+            ])
+            .await
+            .unwrap();
+        }
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        assert_eq!(s.meta("m").await.unwrap(), Some(vec![1, 2]));
+        assert_eq!(
+            s.transit_versions("", "transit", "k").await.unwrap().len(),
+            2
+        );
+        s.apply(vec![Op::DeleteTransitVersionsBelow {
+            namespace: String::new(),
+            mount: "transit".into(),
+            name: "k".into(),
+            below: 2,
+        }])
+        .await
+        .unwrap();
+        let left = s.transit_versions("", "transit", "k").await.unwrap();
+        assert_eq!(left.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[tokio::test]
+    async fn deleting_a_mount_deletes_its_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        let m = MountRow {
+            namespace: String::new(),
+            path: "transit/".into(),
+            kind: "transit".into(),
+            description: String::new(),
+            accessor: "transit_1".into(),
+            created: 0,
+        };
+        s.apply(vec![
+            Op::InsertMount(m.clone()),
+            Op::InsertTransitKey(key_row("k")),
+            Op::PutTransitVersion(version_row("k", 1)),
+        ])
+        .await
+        .unwrap();
+        assert!(matches!(
+            s.apply(vec![Op::InsertMount(m)]).await,
+            Err(StoreError::Conflict("mount"))
+        ));
+        s.apply(vec![Op::DeleteMount {
+            namespace: String::new(),
+            path: "transit/".into(),
+        }])
+        .await
+        .unwrap();
+        assert!(s.mounts().await.unwrap().is_empty());
+        assert!(s.transit_key("", "transit", "k").await.unwrap().is_none());
+        assert!(
+            s.transit_versions("", "transit", "k")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

