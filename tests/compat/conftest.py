@@ -219,6 +219,8 @@ def sealed_server():
         os.environ.get("COMPAT_SERVER_LOG"),
         os.environ.get("COMPAT_SERVER_PIDFILE"),
     )
-    srv.start()
-    yield srv
-    srv.stop()
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()

@@ -191,6 +191,8 @@ def test_acl_policy_crud(client):
     assert data["policy"] == POLICY  # stored verbatim
     keys = client.sys.list_acl_policies()["data"]["keys"]  # LIST sys/policies/acl
     assert name in keys and "default" in keys and "root" in keys
+    resp = raw_request(client.url, "GET", "sys/policies/acl?list=true", client.token)
+    assert resp.status_code == 200 and name in resp.json()["data"]["keys"]
     assert client.sys.delete_acl_policy(name).status_code == 204
     with pytest.raises(InvalidPath):
         client.sys.read_acl_policy(name)

@@ -4,7 +4,7 @@
 //! Wire layout of a sealed blob: `nonce (12) ‖ ciphertext ‖ tag (16)`, the
 //! same as Vault's `aes256-gcm96` payload.
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
 use crate::{Error, Key256, Plaintext};
 
@@ -13,22 +13,47 @@ pub const TAG_BYTES: usize = 16;
 /// Bytes a sealed blob adds to its plaintext.
 pub const OVERHEAD: usize = NONCE_BYTES + TAG_BYTES;
 
-fn less_safe_key(key: &Key256) -> LessSafeKey {
-    // AES-256 accepts any 32-byte key, so this cannot fail.
-    let unbound = UnboundKey::new(&AES_256_GCM, key.expose()).expect("32-byte AES-256 key");
-    LessSafeKey::new(unbound)
+/// The AEADs behind the seam. All take a 96-bit nonce and give a 128-bit tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// The default everywhere, and the only one used for key wrapping.
+    Aes256Gcm,
+    /// Uses the first 16 bytes of the key (Vault's `aes128-gcm96`).
+    Aes128Gcm,
+    ChaCha20Poly1305,
 }
 
-/// Seals `plaintext` under `key`, binding `aad`, with a fresh random nonce.
+fn less_safe_key(alg: Algorithm, key: &Key256) -> LessSafeKey {
+    let (algorithm, bytes) = match alg {
+        Algorithm::Aes256Gcm => (&AES_256_GCM, &key.expose()[..]),
+        Algorithm::Aes128Gcm => (&AES_128_GCM, &key.expose()[..16]),
+        Algorithm::ChaCha20Poly1305 => (&CHACHA20_POLY1305, &key.expose()[..]),
+    };
+    // Each algorithm gets exactly its key length, so this cannot fail.
+    LessSafeKey::new(UnboundKey::new(algorithm, bytes).expect("key length matches the algorithm"))
+}
+
+/// Seals `plaintext` under `key` with AES-256-GCM, binding `aad`, with a fresh random nonce.
 pub fn seal(key: &Key256, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+    seal_with(Algorithm::Aes256Gcm, key, aad, plaintext)
+}
+
+/// Opens a blob made by [`seal`]. Any failure is the one opaque error.
+pub fn open(key: &Key256, aad: &[u8], sealed: &[u8]) -> Result<Plaintext, Error> {
+    open_with(Algorithm::Aes256Gcm, key, aad, sealed)
+}
+
+/// [`seal`] with a chosen algorithm.
+pub fn seal_with(alg: Algorithm, key: &Key256, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Error> {
     let mut nonce = [0u8; NONCE_BYTES];
     crate::rand::fill(&mut nonce)?;
-    Ok(seal_with_nonce(key, nonce, aad, plaintext))
+    Ok(seal_with_nonce(alg, key, nonce, aad, plaintext))
 }
 
 /// Seals with a caller-chosen nonce. Only for known-answer tests and for
 /// callers that guarantee uniqueness; [`seal`] is the normal entry.
 pub fn seal_with_nonce(
+    alg: Algorithm,
     key: &Key256,
     nonce: [u8; NONCE_BYTES],
     aad: &[u8],
@@ -37,7 +62,7 @@ pub fn seal_with_nonce(
     let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
-    let tag = less_safe_key(key)
+    let tag = less_safe_key(alg, key)
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(aad),
@@ -49,15 +74,15 @@ pub fn seal_with_nonce(
     out
 }
 
-/// Opens a blob made by [`seal`]. Any failure is the one opaque error.
-pub fn open(key: &Key256, aad: &[u8], sealed: &[u8]) -> Result<Plaintext, Error> {
+/// [`open`] with a chosen algorithm.
+pub fn open_with(alg: Algorithm, key: &Key256, aad: &[u8], sealed: &[u8]) -> Result<Plaintext, Error> {
     if sealed.len() < OVERHEAD {
         return Err(Error::DecryptionFailed);
     }
     let (nonce, rest) = sealed.split_at(NONCE_BYTES);
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| Error::DecryptionFailed)?;
     let mut buf = rest.to_vec();
-    match less_safe_key(key).open_in_place(nonce, Aad::from(aad), &mut buf) {
+    match less_safe_key(alg, key).open_in_place(nonce, Aad::from(aad), &mut buf) {
         Ok(pt) => {
             let n = pt.len();
             buf.truncate(n);
@@ -94,10 +119,20 @@ mod tests {
         let blob = seal(&k, b"row=1", b"hello").unwrap();
         assert_eq!(open(&k, b"row=2", &blob), Err(Error::DecryptionFailed));
         assert_eq!(open(&key(2), b"row=1", &blob), Err(Error::DecryptionFailed));
-        assert_eq!(
-            open(&k, b"row=1", &blob[..10]),
-            Err(Error::DecryptionFailed)
-        );
+        assert_eq!(open(&k, b"row=1", &blob[..10]), Err(Error::DecryptionFailed));
+    }
+
+    #[test]
+    fn every_algorithm_round_trips_and_they_do_not_mix() {
+        let k = key(4);
+        let all = [Algorithm::Aes256Gcm, Algorithm::Aes128Gcm, Algorithm::ChaCha20Poly1305];
+        for alg in all {
+            let blob = seal_with(alg, &k, b"a", b"msg").unwrap();
+            assert_eq!(open_with(alg, &k, b"a", &blob).unwrap().as_bytes(), b"msg");
+            for other in all.into_iter().filter(|o| *o != alg) {
+                assert!(open_with(other, &k, b"a", &blob).is_err());
+            }
+        }
     }
 
     #[test]
@@ -147,10 +182,7 @@ mod known_answers {
     fn nist_vectors() {
         let text = include_str!("../testdata/aes256gcm_nist.txt");
         let mut ran = 0;
-        for line in text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        {
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
             let f: Vec<&str> = line.split_whitespace().collect();
             assert_eq!(f.len(), 7, "bad vector line: {line}");
             let key = Key256::from_slice(&field(f[1])).expect("32-byte key");
@@ -160,20 +192,15 @@ mod known_answers {
             blob.extend_from_slice(&ct);
             blob.extend_from_slice(&tag);
             if f[0].starts_with("fail_") {
-                assert_eq!(
-                    open(&key, &aad, &blob),
-                    Err(Error::DecryptionFailed),
-                    "{}",
-                    f[0]
-                );
+                assert_eq!(open(&key, &aad, &blob), Err(Error::DecryptionFailed), "{}", f[0]);
             } else {
-                assert_eq!(seal_with_nonce(&key, nonce, &aad, &pt), blob, "{}", f[0]);
                 assert_eq!(
-                    open(&key, &aad, &blob).expect(f[0]).as_bytes(),
-                    &pt[..],
+                    seal_with_nonce(Algorithm::Aes256Gcm, &key, nonce, &aad, &pt),
+                    blob,
                     "{}",
                     f[0]
                 );
+                assert_eq!(open(&key, &aad, &blob).expect(f[0]).as_bytes(), &pt[..], "{}", f[0]);
             }
             ran += 1;
         }

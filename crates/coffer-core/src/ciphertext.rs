@@ -20,23 +20,19 @@ pub struct Versioned {
 
 /// Parses `vault:v<N>:<base64>`. Never panics on any input.
 pub fn parse(s: &str) -> Result<Versioned, Error> {
-    let rest = s
-        .strip_prefix(PREFIX)
-        .ok_or(Error::MalformedCiphertext("no prefix"))?;
+    let rest = s.strip_prefix(PREFIX).ok_or(Error::MalformedCiphertext("no prefix"))?;
     let (ver, body) = rest
         .split_once(':')
         .ok_or(Error::MalformedCiphertext("wrong number of fields"))?;
     if ver.is_empty() || ver.len() > 10 || !ver.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::MalformedCiphertext(
-            "could not parse the key version",
-        ));
+        return Err(Error::MalformedCiphertext("could not parse the key version"));
     }
     let version: u32 = ver
         .parse()
         .map_err(|_| Error::MalformedCiphertext("could not parse the key version"))?;
-    if version == 0 {
-        return Err(Error::MalformedCiphertext("key version 0 does not exist"));
-    }
+    // Vault reads v0 as v1 (key versions once started at 0); stored
+    // ciphertexts may carry it.
+    let version = version.max(1);
     let payload = STANDARD
         .decode(body)
         .map_err(|_| Error::MalformedCiphertext("payload is not valid base64"))?;
@@ -72,6 +68,11 @@ mod tests {
     }
 
     #[test]
+    fn v0_reads_as_v1_like_vault() {
+        assert_eq!(parse("vault:v0:AAEC").unwrap().version, 1);
+    }
+
+    #[test]
     fn rejects_malformed() {
         for bad in [
             "",
@@ -81,7 +82,6 @@ mod tests {
             "vault:v1",
             "vault:vX:AAEC",
             "vault:v-1:AAEC",
-            "vault:v0:AAEC",
             "vault:v1:!!!",
             "vault:v99999999999:AAEC",
             "vault:v+1:AAEC",

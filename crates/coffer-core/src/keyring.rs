@@ -19,6 +19,10 @@ use crate::{Error, Key256, Plaintext, aead};
 pub enum KeyType {
     #[serde(rename = "aes256-gcm96")]
     Aes256Gcm96,
+    #[serde(rename = "aes128-gcm96")]
+    Aes128Gcm96,
+    #[serde(rename = "chacha20-poly1305")]
+    ChaCha20Poly1305,
 }
 
 impl KeyType {
@@ -34,6 +38,16 @@ impl KeyType {
     pub fn as_str(self) -> &'static str {
         match self {
             KeyType::Aes256Gcm96 => "aes256-gcm96",
+            KeyType::Aes128Gcm96 => "aes128-gcm96",
+            KeyType::ChaCha20Poly1305 => "chacha20-poly1305",
+        }
+    }
+
+    pub fn algorithm(self) -> aead::Algorithm {
+        match self {
+            KeyType::Aes256Gcm96 => aead::Algorithm::Aes256Gcm,
+            KeyType::Aes128Gcm96 => aead::Algorithm::Aes128Gcm,
+            KeyType::ChaCha20Poly1305 => aead::Algorithm::ChaCha20Poly1305,
         }
     }
 }
@@ -54,9 +68,7 @@ impl HmacAlgorithm {
             "sha2-256" | "" => Ok(Self::Sha256),
             "sha2-384" => Ok(Self::Sha384),
             "sha2-512" => Ok(Self::Sha512),
-            other => Err(Error::InvalidArgument(format!(
-                "unsupported algorithm {other}"
-            ))),
+            other => Err(Error::InvalidArgument(format!("unsupported algorithm {other}"))),
         }
     }
 
@@ -203,10 +215,11 @@ impl Keyring {
 
     /// Adds a new latest version and returns its keys (to be wrapped and stored).
     pub fn rotate(&mut self, now: i64) -> Result<(u32, VersionKeys), Error> {
-        let v =
-            self.config.latest_version.checked_add(1).ok_or_else(|| {
-                Error::InvalidArgument("key has reached the maximum version".into())
-            })?;
+        let v = self
+            .config
+            .latest_version
+            .checked_add(1)
+            .ok_or_else(|| Error::InvalidArgument("key has reached the maximum version".into()))?;
         let keys = VersionKeys::generate()?;
         self.versions.insert(v, keys.clone());
         self.config.latest_version = v;
@@ -270,15 +283,10 @@ impl Keyring {
         }
     }
 
-    pub fn encrypt(
-        &self,
-        plaintext: &[u8],
-        aad: &[u8],
-        version: Option<u32>,
-    ) -> Result<(String, u32), Error> {
+    pub fn encrypt(&self, plaintext: &[u8], aad: &[u8], version: Option<u32>) -> Result<(String, u32), Error> {
         let v = self.encryption_version(version)?;
         let keys = self.usable_for_decrypt(v)?;
-        let blob = aead::seal(&keys.encryption, aad, plaintext)?;
+        let blob = aead::seal_with(self.config.key_type.algorithm(), &keys.encryption, aad, plaintext)?;
         Ok((ciphertext::format(v, &blob), v))
     }
 
@@ -286,31 +294,21 @@ impl Keyring {
     pub fn decrypt(&self, ct: &str, aad: &[u8]) -> Result<(Plaintext, u32), Error> {
         let Versioned { version, payload } = ciphertext::parse(ct)?;
         let keys = self.usable_for_decrypt(version)?;
-        Ok((aead::open(&keys.encryption, aad, &payload)?, version))
+        Ok((
+            aead::open_with(self.config.key_type.algorithm(), &keys.encryption, aad, &payload)?,
+            version,
+        ))
     }
 
-    pub fn hmac(
-        &self,
-        input: &[u8],
-        algorithm: HmacAlgorithm,
-        version: Option<u32>,
-    ) -> Result<(String, u32), Error> {
+    pub fn hmac(&self, input: &[u8], algorithm: HmacAlgorithm, version: Option<u32>) -> Result<(String, u32), Error> {
         let v = self.encryption_version(version)?;
         let keys = self.usable_for_decrypt(v)?;
-        let tag = hmac::sign(
-            &hmac::Key::new(algorithm.algorithm(), keys.hmac.expose()),
-            input,
-        );
+        let tag = hmac::sign(&hmac::Key::new(algorithm.algorithm(), keys.hmac.expose()), input);
         Ok((ciphertext::format(v, tag.as_ref()), v))
     }
 
     /// Constant-time check of an HMAC made by [`Keyring::hmac`].
-    pub fn verify_hmac(
-        &self,
-        input: &[u8],
-        mac: &str,
-        algorithm: HmacAlgorithm,
-    ) -> Result<bool, Error> {
+    pub fn verify_hmac(&self, input: &[u8], mac: &str, algorithm: HmacAlgorithm) -> Result<bool, Error> {
         let Versioned { version, payload } = ciphertext::parse(mac)?;
         let keys = self.usable_for_decrypt(version)?;
         let key = hmac::Key::new(algorithm.algorithm(), keys.hmac.expose());
@@ -386,9 +384,7 @@ impl Keyring {
     pub fn trim(&mut self, min_available: u32) -> Result<Vec<u32>, Error> {
         let c = &self.config;
         if min_available == 0 {
-            return Err(Error::InvalidArgument(
-                "minimum available version cannot be 0".into(),
-            ));
+            return Err(Error::InvalidArgument("minimum available version cannot be 0".into()));
         }
         if min_available < c.min_available_version {
             return Err(Error::InvalidArgument(format!(
@@ -402,17 +398,14 @@ impl Keyring {
                 c.min_decryption_version
             )));
         }
-        if c.min_encryption_version > 0 && min_available > c.min_encryption_version {
+        // As in Vault, trimming needs min_encryption_version set (0 refuses any trim).
+        if min_available > c.min_encryption_version {
             return Err(Error::InvalidArgument(format!(
                 "cannot set minimum available version to {min_available}: greater than min_encryption_version {}",
                 c.min_encryption_version
             )));
         }
-        let gone: Vec<u32> = self
-            .versions
-            .range(..min_available)
-            .map(|(v, _)| *v)
-            .collect();
+        let gone: Vec<u32> = self.versions.range(..min_available).map(|(v, _)| *v).collect();
         for v in &gone {
             self.versions.remove(v);
         }
@@ -475,14 +468,12 @@ mod tests {
                 ..
             })
         ));
+        assert!(ring().trim(1).is_err(), "min_encryption_version 0 refuses trim");
         assert_eq!(r.trim(2).unwrap(), vec![1]);
         assert_eq!(r.state(1), Some(VersionState::Destroyed));
         assert!(matches!(
             r.decrypt(&c1, b""),
-            Err(Error::VersionNotUsable {
-                state: "destroyed",
-                ..
-            })
+            Err(Error::VersionNotUsable { state: "destroyed", .. })
         ));
     }
 
@@ -512,31 +503,15 @@ mod tests {
     #[test]
     fn hmac_verifies_and_detects_changes() {
         let mut r = ring();
-        let (m1, _) = r
-            .hmac(b"alice@example.com", HmacAlgorithm::Sha256, None)
-            .unwrap();
-        assert!(
-            r.verify_hmac(b"alice@example.com", &m1, HmacAlgorithm::Sha256)
-                .unwrap()
-        );
-        assert!(
-            !r.verify_hmac(b"bob@example.com", &m1, HmacAlgorithm::Sha256)
-                .unwrap()
-        );
-        assert!(
-            !r.verify_hmac(b"alice@example.com", &m1, HmacAlgorithm::Sha512)
-                .unwrap()
-        );
+        let (m1, _) = r.hmac(b"alice@example.com", HmacAlgorithm::Sha256, None).unwrap();
+        assert!(r.verify_hmac(b"alice@example.com", &m1, HmacAlgorithm::Sha256).unwrap());
+        assert!(!r.verify_hmac(b"bob@example.com", &m1, HmacAlgorithm::Sha256).unwrap());
+        assert!(!r.verify_hmac(b"alice@example.com", &m1, HmacAlgorithm::Sha512).unwrap());
         r.rotate(1).unwrap();
-        let (m2, v) = r
-            .hmac(b"alice@example.com", HmacAlgorithm::Sha256, None)
-            .unwrap();
+        let (m2, v) = r.hmac(b"alice@example.com", HmacAlgorithm::Sha256, None).unwrap();
         assert_eq!(v, 2);
         assert_ne!(m1, m2);
-        assert!(
-            r.verify_hmac(b"alice@example.com", &m1, HmacAlgorithm::Sha256)
-                .unwrap()
-        );
+        assert!(r.verify_hmac(b"alice@example.com", &m1, HmacAlgorithm::Sha256).unwrap());
     }
 
     #[test]
@@ -554,9 +529,7 @@ mod tests {
             .hmac(b"what do ya want for nothing?", HmacAlgorithm::Sha256, None)
             .unwrap();
         // HMAC pads short keys with zeros, so "Jefe" and "Jefe\0..." are the same key.
-        let expected =
-            hex::decode("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
-                .unwrap();
+        let expected = hex::decode("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843").unwrap();
         assert_eq!(ciphertext::parse(&m).unwrap().payload, expected);
     }
 

@@ -164,13 +164,10 @@ impl Policy {
                         };
                         for item in items {
                             let hcl::Expression::String(s) = item else {
-                                return Err(Error::Policy(format!(
-                                    "path {pattern:?}: capabilities must be strings"
-                                )));
+                                return Err(Error::Policy(format!("path {pattern:?}: capabilities must be strings")));
                             };
-                            let c = Capability::parse(&s).ok_or_else(|| {
-                                Error::Policy(format!("path {pattern:?}: unknown capability {s:?}"))
-                            })?;
+                            let c = Capability::parse(&s)
+                                .ok_or_else(|| Error::Policy(format!("path {pattern:?}: unknown capability {s:?}")))?;
                             caps.insert(c);
                         }
                     }
@@ -182,9 +179,7 @@ impl Policy {
                 }
             }
             if !saw_caps {
-                return Err(Error::Policy(format!(
-                    "path {pattern:?}: missing capabilities"
-                )));
+                return Err(Error::Policy(format!("path {pattern:?}: missing capabilities")));
             }
             rules.push((pattern, caps));
         }
@@ -199,9 +194,7 @@ impl Policy {
 fn validate_pattern(p: &str) -> Result<(), Error> {
     if let Some(i) = p.find('*') {
         if i != p.len() - 1 {
-            return Err(Error::Policy(format!(
-                "path {p:?}: '*' is only allowed at the end"
-            )));
+            return Err(Error::Policy(format!("path {p:?}: '*' is only allowed at the end")));
         }
     }
     Ok(())
@@ -214,11 +207,7 @@ fn pattern_matches(pattern: &str, path: &str) -> bool {
         None => (pattern, false),
     };
     if !pat.contains('+') {
-        return if glob {
-            path.starts_with(pat)
-        } else {
-            path == pat
-        };
+        return if glob { path.starts_with(pat) } else { path == pat };
     }
     let pat_segs: Vec<&str> = pat.split('/').collect();
     let path_segs: Vec<&str> = path.split('/').collect();
@@ -303,11 +292,7 @@ impl Acl {
             return *c;
         }
         let mut best: Option<&(String, CapSet)> = None;
-        for rule in self
-            .patterns
-            .iter()
-            .filter(|(p, _)| pattern_matches(p, path))
-        {
+        for rule in self.patterns.iter().filter(|(p, _)| pattern_matches(p, path)) {
             if best.is_none_or(|b| lower_priority(&b.0, &rule.0)) {
                 best = Some(rule);
             }

@@ -42,13 +42,8 @@ pub fn split(key: &Key256, shares: u32, threshold: u32) -> Result<Vec<Share>, Er
     if shares == 1 {
         return Ok(vec![Zeroizing::new(key.expose().to_vec())]);
     }
-    let parts = Gf256::split_bytes(
-        threshold as usize,
-        shares as usize,
-        key.expose(),
-        UnwrapErr(SysRng),
-    )
-    .map_err(|_| Error::Shamir("splitting the key failed"))?;
+    let parts = Gf256::split_bytes(threshold as usize, shares as usize, key.expose(), UnwrapErr(SysRng))
+        .map_err(|_| Error::Shamir("splitting the key failed"))?;
     Ok(parts.into_iter().map(Zeroizing::new).collect())
 }
 
@@ -61,9 +56,7 @@ pub fn combine(shares: &[Share]) -> Result<Key256, Error> {
         return Err(Error::Shamir("invalid unseal key length"));
     }
     let raw: Vec<Vec<u8>> = shares.iter().map(|s| s.to_vec()).collect();
-    let secret = Zeroizing::new(
-        Gf256::combine_bytes(&raw).map_err(|_| Error::Shamir("unseal keys do not combine"))?,
-    );
+    let secret = Zeroizing::new(Gf256::combine_bytes(&raw).map_err(|_| Error::Shamir("unseal keys do not combine"))?);
     for mut r in raw {
         zeroize::Zeroize::zeroize(&mut r);
     }
@@ -91,11 +84,7 @@ mod tests {
         let key = Key256::generate().unwrap();
         let shares = split(&key, 5, 3).unwrap();
         let two = vec![shares[0].clone(), shares[1].clone()];
-        assert!(
-            combine(&two)
-                .map(|k| k.expose() != key.expose())
-                .unwrap_or(true)
-        );
+        assert!(combine(&two).map(|k| k.expose() != key.expose()).unwrap_or(true));
     }
 
     #[test]

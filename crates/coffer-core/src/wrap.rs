@@ -53,9 +53,7 @@ pub fn wrap(kek: &Key256, label: &Label, secret: &[u8]) -> Result<WrappedKey, Er
 pub fn unwrap(kek: &Key256, label: &Label, wrapped: &[u8]) -> Result<Plaintext, Error> {
     match wrapped.split_first() {
         Some((&FORMAT_V1, sealed)) => aead::open(kek, &label.aad(), sealed),
-        Some(_) => Err(Error::MalformedCiphertext(
-            "unknown wrapped-key format version",
-        )),
+        Some(_) => Err(Error::MalformedCiphertext("unknown wrapped-key format version")),
         None => Err(Error::MalformedCiphertext("empty wrapped key")),
     }
 }
@@ -86,20 +84,14 @@ mod tests {
             Label::transit("acme", "transit", "orders", 1),
             Label::tenant("", 1),
         ] {
-            assert_eq!(
-                unwrap_key(&kek, &other, &w.0).unwrap_err(),
-                Error::DecryptionFailed
-            );
+            assert_eq!(unwrap_key(&kek, &other, &w.0).unwrap_err(), Error::DecryptionFailed);
         }
     }
 
     #[test]
     fn labels_cannot_collide_through_separators() {
         // The NUL separator keeps ("a/b","c") and ("a","b/c") apart.
-        assert_ne!(
-            Label::transit("", "a/b", "c", 1),
-            Label::transit("", "a", "b/c", 1)
-        );
+        assert_ne!(Label::transit("", "a/b", "c", 1), Label::transit("", "a", "b/c", 1));
     }
 
     #[test]

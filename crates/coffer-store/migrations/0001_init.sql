@@ -40,6 +40,8 @@ CREATE TABLE transit_key_versions (
     mount     TEXT NOT NULL,
     name      TEXT NOT NULL,
     version   INTEGER NOT NULL,
+    -- which tenant key version wrapped this row
+    kek_version INTEGER NOT NULL,
     wrapped   BLOB NOT NULL,
     PRIMARY KEY (namespace, mount, name, version)
 );

@@ -92,18 +92,8 @@ pub trait Store: Send + Sync + 'static {
     async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     async fn tenant_keys(&self, namespace: &str) -> Result<Vec<TenantKeyRow>>;
     async fn mounts(&self) -> Result<Vec<MountRow>>;
-    async fn transit_key(
-        &self,
-        namespace: &str,
-        mount: &str,
-        name: &str,
-    ) -> Result<Option<TransitKeyRow>>;
-    async fn transit_versions(
-        &self,
-        namespace: &str,
-        mount: &str,
-        name: &str,
-    ) -> Result<Vec<TransitVersionRow>>;
+    async fn transit_key(&self, namespace: &str, mount: &str, name: &str) -> Result<Option<TransitKeyRow>>;
+    async fn transit_versions(&self, namespace: &str, mount: &str, name: &str) -> Result<Vec<TransitVersionRow>>;
     async fn transit_key_names(&self, namespace: &str, mount: &str) -> Result<Vec<String>>;
     async fn token_by_hash(&self, hash: &[u8]) -> Result<Option<TokenRow>>;
     async fn token_by_accessor(&self, accessor: &str) -> Result<Option<TokenRow>>;

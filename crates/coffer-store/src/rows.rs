@@ -35,6 +35,8 @@ pub struct TransitVersionRow {
     pub mount: String,
     pub name: String,
     pub version: u32,
+    /// The tenant key version that wrapped this row.
+    pub kek_version: u32,
     pub wrapped: Vec<u8>,
 }
 

@@ -6,15 +6,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
 
-use crate::{
-    MountRow, Op, Result, Store, StoreError, TenantKeyRow, TokenRow, TransitKeyRow,
-    TransitVersionRow,
-};
+use crate::{MountRow, Op, Result, Store, StoreError, TenantKeyRow, TokenRow, TransitKeyRow, TransitVersionRow};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "coffer.db";
@@ -26,18 +21,14 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database in `dir` and migrates it.
     pub async fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(dir.join(DB_FILE))
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(SqliteStore { pool })
     }
@@ -78,13 +69,15 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
                 .await?;
         }
         Op::PutTenantKey(t) => {
-            sqlx::query("INSERT OR REPLACE INTO tenant_keys (namespace, version, created, wrapped) VALUES (?, ?, ?, ?)")
-                .bind(t.namespace)
-                .bind(i64::from(t.version))
-                .bind(t.created)
-                .bind(t.wrapped)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "INSERT OR REPLACE INTO tenant_keys (namespace, version, created, wrapped) VALUES (?, ?, ?, ?)",
+            )
+            .bind(t.namespace)
+            .bind(i64::from(t.version))
+            .bind(t.created)
+            .bind(t.wrapped)
+            .execute(&mut **tx)
+            .await?;
         }
         Op::InsertMount(m) => {
             sqlx::query(
@@ -119,36 +112,34 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
                 .await?;
         }
         Op::InsertTransitKey(k) => {
-            sqlx::query(
-                "INSERT INTO transit_keys (namespace, mount, name, config) VALUES (?, ?, ?, ?)",
-            )
-            .bind(k.namespace)
-            .bind(k.mount)
-            .bind(k.name)
-            .bind(k.config)
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| conflict(e, "key"))?;
+            sqlx::query("INSERT INTO transit_keys (namespace, mount, name, config) VALUES (?, ?, ?, ?)")
+                .bind(k.namespace)
+                .bind(k.mount)
+                .bind(k.name)
+                .bind(k.config)
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| conflict(e, "key"))?;
         }
         Op::UpdateTransitKey(k) => {
-            sqlx::query(
-                "UPDATE transit_keys SET config = ? WHERE namespace = ? AND mount = ? AND name = ?",
-            )
-            .bind(k.config)
-            .bind(k.namespace)
-            .bind(k.mount)
-            .bind(k.name)
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query("UPDATE transit_keys SET config = ? WHERE namespace = ? AND mount = ? AND name = ?")
+                .bind(k.config)
+                .bind(k.namespace)
+                .bind(k.mount)
+                .bind(k.name)
+                .execute(&mut **tx)
+                .await?;
         }
         Op::PutTransitVersion(v) => {
             sqlx::query(
-                "INSERT OR REPLACE INTO transit_key_versions (namespace, mount, name, version, wrapped) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO transit_key_versions (namespace, mount, name, version, kek_version, wrapped) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
             )
             .bind(v.namespace)
             .bind(v.mount)
             .bind(v.name)
             .bind(i64::from(v.version))
+            .bind(i64::from(v.kek_version))
             .bind(v.wrapped)
             .execute(&mut **tx)
             .await?;
@@ -159,19 +150,17 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
             name,
             below,
         } => {
-            sqlx::query("DELETE FROM transit_key_versions WHERE namespace = ? AND mount = ? AND name = ? AND version < ?")
-                .bind(namespace)
-                .bind(mount)
-                .bind(name)
-                .bind(i64::from(below))
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "DELETE FROM transit_key_versions WHERE namespace = ? AND mount = ? AND name = ? AND version < ?",
+            )
+            .bind(namespace)
+            .bind(mount)
+            .bind(name)
+            .bind(i64::from(below))
+            .execute(&mut **tx)
+            .await?;
         }
-        Op::DeleteTransitKey {
-            namespace,
-            mount,
-            name,
-        } => {
+        Op::DeleteTransitKey { namespace, mount, name } => {
             for sql in [
                 "DELETE FROM transit_key_versions WHERE namespace = ? AND mount = ? AND name = ?",
                 "DELETE FROM transit_keys WHERE namespace = ? AND mount = ? AND name = ?",
@@ -208,11 +197,7 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
                 .execute(&mut **tx)
                 .await?;
         }
-        Op::PutPolicy {
-            namespace,
-            name,
-            body,
-        } => {
+        Op::PutPolicy { namespace, name, body } => {
             sqlx::query(
                 "INSERT INTO policies (namespace, name, body) VALUES (?, ?, ?) \
                  ON CONFLICT (namespace, name) DO UPDATE SET body = excluded.body",
@@ -245,10 +230,12 @@ impl Store for SqliteStore {
     }
 
     async fn tenant_keys(&self, namespace: &str) -> Result<Vec<TenantKeyRow>> {
-        let rows = sqlx::query("SELECT namespace, version, created, wrapped FROM tenant_keys WHERE namespace = ? ORDER BY version")
-            .bind(namespace)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT namespace, version, created, wrapped FROM tenant_keys WHERE namespace = ? ORDER BY version",
+        )
+        .bind(namespace)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
             .map(|r| TenantKeyRow {
@@ -261,9 +248,11 @@ impl Store for SqliteStore {
     }
 
     async fn mounts(&self) -> Result<Vec<MountRow>> {
-        let rows = sqlx::query("SELECT namespace, path, kind, description, accessor, created FROM mounts ORDER BY namespace, path")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT namespace, path, kind, description, accessor, created FROM mounts ORDER BY namespace, path",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
             .map(|r| MountRow {
@@ -277,20 +266,13 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn transit_key(
-        &self,
-        namespace: &str,
-        mount: &str,
-        name: &str,
-    ) -> Result<Option<TransitKeyRow>> {
-        let row = sqlx::query(
-            "SELECT config FROM transit_keys WHERE namespace = ? AND mount = ? AND name = ?",
-        )
-        .bind(namespace)
-        .bind(mount)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
+    async fn transit_key(&self, namespace: &str, mount: &str, name: &str) -> Result<Option<TransitKeyRow>> {
+        let row = sqlx::query("SELECT config FROM transit_keys WHERE namespace = ? AND mount = ? AND name = ?")
+            .bind(namespace)
+            .bind(mount)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|r| TransitKeyRow {
             namespace: namespace.to_owned(),
             mount: mount.to_owned(),
@@ -299,14 +281,9 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn transit_versions(
-        &self,
-        namespace: &str,
-        mount: &str,
-        name: &str,
-    ) -> Result<Vec<TransitVersionRow>> {
+    async fn transit_versions(&self, namespace: &str, mount: &str, name: &str) -> Result<Vec<TransitVersionRow>> {
         let rows = sqlx::query(
-            "SELECT version, wrapped FROM transit_key_versions WHERE namespace = ? AND mount = ? AND name = ? ORDER BY version",
+            "SELECT version, kek_version, wrapped FROM transit_key_versions WHERE namespace = ? AND mount = ? AND name = ? ORDER BY version",
         )
         .bind(namespace)
         .bind(mount)
@@ -320,19 +297,18 @@ impl Store for SqliteStore {
                 mount: mount.to_owned(),
                 name: name.to_owned(),
                 version: version(r.get("version")),
+                kek_version: version(r.get("kek_version")),
                 wrapped: r.get("wrapped"),
             })
             .collect())
     }
 
     async fn transit_key_names(&self, namespace: &str, mount: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT name FROM transit_keys WHERE namespace = ? AND mount = ? ORDER BY name",
-        )
-        .bind(namespace)
-        .bind(mount)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT name FROM transit_keys WHERE namespace = ? AND mount = ? ORDER BY name")
+            .bind(namespace)
+            .bind(mount)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(|r| r.get("name")).collect())
     }
 
@@ -406,6 +382,7 @@ mod tests {
             mount: "transit".into(),
             name: name.into(),
             version: v,
+            kek_version: 1,
             wrapped: vec![v as u8],
         }
     }
@@ -429,10 +406,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict("key")));
-        assert_eq!(
-            s.transit_key_names("", "transit").await.unwrap(),
-            vec!["a".to_string()]
-        );
+        assert_eq!(s.transit_key_names("", "transit").await.unwrap(), vec!["a".to_string()]);
     }
 
     #[tokio::test]
@@ -454,10 +428,7 @@ mod tests {
         }
         let s = SqliteStore::open(dir.path()).await.unwrap();
         assert_eq!(s.meta("m").await.unwrap(), Some(vec![1, 2]));
-        assert_eq!(
-            s.transit_versions("", "transit", "k").await.unwrap().len(),
-            2
-        );
+        assert_eq!(s.transit_versions("", "transit", "k").await.unwrap().len(), 2);
         s.apply(vec![Op::DeleteTransitVersionsBelow {
             namespace: String::new(),
             mount: "transit".into(),
@@ -501,11 +472,6 @@ mod tests {
         .unwrap();
         assert!(s.mounts().await.unwrap().is_empty());
         assert!(s.transit_key("", "transit", "k").await.unwrap().is_none());
-        assert!(
-            s.transit_versions("", "transit", "k")
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(s.transit_versions("", "transit", "k").await.unwrap().is_empty());
     }
 }

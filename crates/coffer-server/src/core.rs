@@ -1,0 +1,349 @@
+//! The server's state: the seal (root key in memory or not), the tenant
+//! keys, the mount table and the caches, and the operations on them that
+//! are not tied to one API path.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::{hkdf, hmac};
+use coffer_core::keyring::Keyring;
+use coffer_core::shamir::{self, Share};
+use coffer_core::wrap::{self, Label};
+use coffer_core::{Key256, rand};
+use coffer_store::{MountRow, Op, Store, TenantKeyRow};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::{ApiError, ApiResult};
+
+const META_SEAL: &str = "seal";
+const META_ROOT_KEY: &str = "root_key";
+const META_CLUSTER: &str = "cluster";
+/// The root namespace's tenant id.
+pub(crate) const ROOT_NS: &str = "";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SealConfig {
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    pub(crate) secret_shares: u32,
+    pub(crate) secret_threshold: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ClusterInfo {
+    pub(crate) cluster_name: String,
+    pub(crate) cluster_id: String,
+}
+
+/// Where "now" comes from; tests may pin it.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    fixed: Option<Arc<std::sync::atomic::AtomicI64>>,
+}
+
+impl Clock {
+    pub fn now(&self) -> i64 {
+        match &self.fixed {
+            Some(t) => t.load(std::sync::atomic::Ordering::Relaxed),
+            None => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
+        }
+    }
+}
+
+/// Key material that exists only while unsealed. Dropping it wipes it.
+pub(crate) struct Unsealed {
+    root: Key256,
+    /// HMAC key for token ids, derived from the root key.
+    token_key: hmac::Key,
+    /// Tenant keys by namespace: every version, and the current one.
+    tenants: RwLock<HashMap<String, TenantKeys>>,
+}
+
+#[derive(Clone)]
+pub(crate) struct TenantKeys {
+    pub(crate) current: u32,
+    pub(crate) versions: HashMap<u32, Key256>,
+}
+
+impl TenantKeys {
+    pub(crate) fn key(&self, version: u32) -> ApiResult<&Key256> {
+        self.versions
+            .get(&version)
+            .ok_or_else(|| ApiError::Internal(format!("tenant key version {version} is missing")))
+    }
+}
+
+/// A transit key's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct KeyId {
+    pub(crate) namespace: String,
+    pub(crate) mount: String,
+    pub(crate) name: String,
+}
+
+pub struct Core {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Clock,
+    seal_config: RwLock<Option<SealConfig>>,
+    cluster: RwLock<Option<ClusterInfo>>,
+    unsealed: RwLock<Option<Arc<Unsealed>>>,
+    progress: Mutex<Vec<Share>>,
+    /// Serialises changes to keys, mounts, tokens and policies.
+    pub(crate) write: tokio::sync::Mutex<()>,
+    pub(crate) mounts: RwLock<Vec<MountRow>>,
+    pub(crate) keys: RwLock<HashMap<KeyId, Arc<Keyring>>>,
+}
+
+/// What `sys/init` hands out exactly once.
+pub(crate) struct InitOutput {
+    pub(crate) shares: Vec<Share>,
+    pub(crate) root_token: Zeroizing<String>,
+}
+
+pub(crate) struct SealStatus {
+    pub(crate) initialized: bool,
+    pub(crate) sealed: bool,
+    pub(crate) shares: u32,
+    pub(crate) threshold: u32,
+    pub(crate) progress: u32,
+    pub(crate) cluster: Option<ClusterInfo>,
+}
+
+fn random_id(prefix: &str, bytes: usize) -> ApiResult<String> {
+    use base64::Engine;
+    let raw = rand::bytes(bytes)?;
+    Ok(format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)))
+}
+
+pub(crate) fn new_token_id() -> ApiResult<Zeroizing<String>> {
+    Ok(Zeroizing::new(random_id("cf.", 24)?))
+}
+
+pub(crate) fn new_accessor() -> ApiResult<String> {
+    random_id("", 18)
+}
+
+pub(crate) fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn derive_token_key(root: &Key256) -> hmac::Key {
+    struct Len(usize);
+    impl hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"coffer").extract(root.expose());
+    let info = [&b"coffer token hash v1"[..]];
+    let okm = prk.expand(&info, Len(32)).expect("32 bytes is within HKDF-SHA256 limits");
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    okm.fill(&mut bytes[..]).expect("buffer length matches");
+    hmac::Key::new(hmac::HMAC_SHA256, &bytes[..])
+}
+
+impl Core {
+    /// Opens the server state over a store; sealed until unsealed.
+    pub async fn open(store: Arc<dyn Store>, clock: Clock) -> ApiResult<Self> {
+        let seal_config = match store.meta(META_SEAL).await? {
+            Some(raw) => Some(
+                serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(format!("stored seal configuration: {e}")))?,
+            ),
+            None => None,
+        };
+        let cluster = match store.meta(META_CLUSTER).await? {
+            Some(raw) => serde_json::from_slice(&raw).ok(),
+            None => None,
+        };
+        Ok(Core {
+            store,
+            clock,
+            seal_config: RwLock::new(seal_config),
+            cluster: RwLock::new(cluster),
+            unsealed: RwLock::new(None),
+            progress: Mutex::new(Vec::new()),
+            write: tokio::sync::Mutex::new(()),
+            mounts: RwLock::new(Vec::new()),
+            keys: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        read(&self.seal_config).is_some()
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        read(&self.unsealed).is_none()
+    }
+
+    pub(crate) fn unsealed(&self) -> ApiResult<Arc<Unsealed>> {
+        read(&self.unsealed).clone().ok_or(ApiError::Sealed)
+    }
+
+    pub(crate) fn seal_status(&self) -> SealStatus {
+        let cfg = read(&self.seal_config).clone();
+        let sealed = self.is_sealed();
+        SealStatus {
+            initialized: cfg.is_some(),
+            sealed,
+            shares: cfg.as_ref().map_or(0, |c| c.secret_shares),
+            threshold: cfg.as_ref().map_or(0, |c| c.secret_threshold),
+            progress: lock(&self.progress).len() as u32,
+            cluster: if sealed { None } else { read(&self.cluster).clone() },
+        }
+    }
+
+    /// Creates the root key, its shares, the root tenant key, the `transit/`
+    /// mount and a root token. Leaves the server sealed, as Vault does.
+    pub(crate) async fn init(&self, shares: u32, threshold: u32, root_token_id: Option<&str>) -> ApiResult<InitOutput> {
+        let _w = self.write.lock().await;
+        if self.is_initialized() {
+            return Err(ApiError::bad("Vault is already initialized"));
+        }
+        shamir::check_parameters(shares, threshold)?;
+        let now = self.now();
+        let unseal_key = Key256::generate()?;
+        let root = Key256::generate()?;
+        let tenant = Key256::generate()?;
+        let split = shamir::split(&unseal_key, shares, threshold)?;
+        let root_token = match root_token_id {
+            Some(t) => Zeroizing::new(t.to_owned()),
+            None => new_token_id()?,
+        };
+        let config = SealConfig { kind: "shamir".into(), secret_shares: shares, secret_threshold: threshold };
+        let cluster = ClusterInfo { cluster_name: format!("coffer-cluster-{}", &new_uuid()[..8]), cluster_id: new_uuid() };
+        let token_key = derive_token_key(&root);
+        let token_row = crate::tokens::root_token_row(&token_key, &root_token, now)?;
+        let ops = vec![
+            Op::PutMeta { key: META_SEAL.into(), value: json_bytes(&config)? },
+            Op::PutMeta { key: META_CLUSTER.into(), value: json_bytes(&cluster)? },
+            Op::PutMeta { key: META_ROOT_KEY.into(), value: wrap::wrap_key(&unseal_key, &Label::root(), &root)?.0 },
+            Op::PutTenantKey(TenantKeyRow {
+                namespace: ROOT_NS.into(),
+                version: 1,
+                created: now,
+                wrapped: wrap::wrap_key(&root, &Label::tenant(ROOT_NS, 1), &tenant)?.0,
+            }),
+            Op::InsertMount(crate::mounts::mount_row(ROOT_NS, "transit/", "transit", "", now)?),
+            Op::InsertToken(token_row),
+        ];
+        self.store.apply(ops).await?;
+        *write(&self.seal_config) = Some(config);
+        *write(&self.cluster) = Some(cluster);
+        Ok(InitOutput { shares: split, root_token })
+    }
+
+    /// Adds one share; with enough, rebuilds the unseal key and loads the
+    /// root key. A wrong set of shares resets the progress.
+    pub(crate) async fn unseal(&self, share: Share) -> ApiResult<()> {
+        let Some(config) = read(&self.seal_config).clone() else {
+            return Err(ApiError::bad("Vault is not initialized"));
+        };
+        if !self.is_sealed() {
+            return Ok(());
+        }
+        if share.len() != shamir::SHARE_LEN && !(config.secret_shares == 1 && share.len() == 32) {
+            return Err(ApiError::bad("invalid unseal key: wrong length"));
+        }
+        let ready: Option<Vec<Share>> = {
+            let mut progress = lock(&self.progress);
+            if !progress.iter().any(|s| s[..] == share[..]) {
+                progress.push(share);
+            }
+            if progress.len() as u32 >= config.secret_threshold { Some(std::mem::take(&mut *progress)) } else { None }
+        };
+        let Some(shares) = ready else { return Ok(()) };
+        let unseal_key = shamir::combine(&shares).map_err(|_| ApiError::bad("invalid unseal keys: they do not combine"))?;
+        let wrapped = self
+            .store
+            .meta(META_ROOT_KEY)
+            .await?
+            .ok_or_else(|| ApiError::Internal("root key missing from storage".into()))?;
+        // The GCM tag is the check value: wrong shares cannot unwrap the root key.
+        let root = wrap::unwrap_key(&unseal_key, &Label::root(), &wrapped)
+            .map_err(|_| ApiError::bad("invalid unseal keys: the combined key does not open the root key"))?;
+        self.load(root).await
+    }
+
+    async fn load(&self, root: Key256) -> ApiResult<()> {
+        let mut tenants = HashMap::new();
+        tenants.insert(ROOT_NS.to_owned(), self.load_tenant(&root, ROOT_NS).await?);
+        let unsealed = Unsealed { token_key: derive_token_key(&root), root, tenants: RwLock::new(tenants) };
+        *write(&self.mounts) = self.store.mounts().await?;
+        write(&self.keys).clear();
+        *write(&self.unsealed) = Some(Arc::new(unsealed));
+        Ok(())
+    }
+
+    async fn load_tenant(&self, root: &Key256, namespace: &str) -> ApiResult<TenantKeys> {
+        let rows = self.store.tenant_keys(namespace).await?;
+        let mut versions = HashMap::new();
+        for r in &rows {
+            let k = wrap::unwrap_key(root, &Label::tenant(namespace, r.version), &r.wrapped)
+                .map_err(|_| ApiError::Internal(format!("tenant key {namespace:?} v{} fails to unwrap", r.version)))?;
+            versions.insert(r.version, k);
+        }
+        let current = rows.iter().map(|r| r.version).max().ok_or_else(|| ApiError::Internal("no tenant key".into()))?;
+        Ok(TenantKeys { current, versions })
+    }
+
+    /// Wipes the root key and every unwrapped key from memory.
+    pub(crate) fn seal(&self) {
+        *write(&self.unsealed) = None;
+        write(&self.keys).clear();
+        lock(&self.progress).clear();
+    }
+
+    pub(crate) fn reset_progress(&self) {
+        lock(&self.progress).clear();
+    }
+
+    pub(crate) fn tenant_keys(&self, u: &Unsealed, namespace: &str) -> ApiResult<TenantKeys> {
+        read(&u.tenants)
+            .get(namespace)
+            .cloned()
+            .ok_or_else(|| ApiError::bad(format!("namespace {namespace:?} does not exist")))
+    }
+
+    /// The keyed hash under which a token id is stored.
+    pub(crate) fn token_hash(&self, u: &Unsealed, token: &str) -> Vec<u8> {
+        hash_token(&u.token_key, token)
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn root_key<'a>(&self, u: &'a Unsealed) -> &'a Key256 {
+        &u.root
+    }
+}
+
+pub(crate) fn hash_token(key: &hmac::Key, token: &str) -> Vec<u8> {
+    hmac::sign(key, token.as_bytes()).as_ref().to_vec()
+}
+
+pub(crate) fn token_key_of(u: &Unsealed) -> &hmac::Key {
+    &u.token_key
+}
+
+fn json_bytes<T: Serialize>(v: &T) -> ApiResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+// A poisoned lock only means another request panicked mid-update of an
+// in-memory cache; the data is still usable, so recover it.
+pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    l.lock().unwrap_or_else(|p| p.into_inner())
+}

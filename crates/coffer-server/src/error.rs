@@ -1,0 +1,67 @@
+//! The server's one error type, mapped to HTTP status in one place.
+
+use axum::http::StatusCode;
+use coffer_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request is malformed or asks for something impossible.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No token, an unknown or expired token, or a policy that forbids it.
+    #[error("permission denied")]
+    PermissionDenied,
+    /// The path names nothing (Vault answers `{"errors": []}`).
+    #[error("")]
+    NotFound,
+    #[error("unsupported path")]
+    UnsupportedPath,
+    #[error("unsupported operation")]
+    MethodNotAllowed,
+    /// The root key is not in memory.
+    #[error("Vault is sealed")]
+    Sealed,
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    pub(crate) fn bad(msg: impl Into<String>) -> Self {
+        ApiError::BadRequest(msg.into())
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PermissionDenied => StatusCode::FORBIDDEN,
+            ApiError::NotFound | ApiError::UnsupportedPath => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Sealed => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) | ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The messages for `{"errors": [...]}`; empty for a plain 404.
+    pub(crate) fn messages(&self) -> Vec<String> {
+        match self {
+            ApiError::NotFound => Vec::new(),
+            // Details of internal failures go to the log, not the client.
+            ApiError::Store(_) | ApiError::Internal(_) => vec!["internal error".to_owned()],
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+impl From<coffer_core::Error> for ApiError {
+    fn from(e: coffer_core::Error) -> Self {
+        match e {
+            coffer_core::Error::Random => ApiError::Internal(e.to_string()),
+            other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
