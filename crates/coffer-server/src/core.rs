@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::{hkdf, hmac};
 use coffer_core::keyring::Keyring;
+use coffer_core::policy::Policy;
 use coffer_core::shamir::{self, Share};
 use coffer_core::wrap::{self, Label};
 use coffer_core::{Key256, rand};
@@ -47,13 +48,20 @@ impl Clock {
     pub fn now(&self) -> i64 {
         match &self.fixed {
             Some(t) => t.load(std::sync::atomic::Ordering::Relaxed),
-            None => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0),
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
         }
     }
 }
 
 /// Key material that exists only while unsealed. Dropping it wipes it.
 pub(crate) struct Unsealed {
+    #[expect(
+        dead_code,
+        reason = "kept while unsealed to unwrap the keys of tenants created later"
+    )]
     root: Key256,
     /// HMAC key for token ids, derived from the root key.
     token_key: hmac::Key,
@@ -94,6 +102,8 @@ pub struct Core {
     pub(crate) write: tokio::sync::Mutex<()>,
     pub(crate) mounts: RwLock<Vec<MountRow>>,
     pub(crate) keys: RwLock<HashMap<KeyId, Arc<Keyring>>>,
+    /// Parsed ACL policies by (namespace, name); dropped on write or delete.
+    pub(crate) policies: RwLock<HashMap<(String, String), Arc<Policy>>>,
 }
 
 /// What `sys/init` hands out exactly once.
@@ -114,7 +124,10 @@ pub(crate) struct SealStatus {
 fn random_id(prefix: &str, bytes: usize) -> ApiResult<String> {
     use base64::Engine;
     let raw = rand::bytes(bytes)?;
-    Ok(format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)))
+    Ok(format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    ))
 }
 
 pub(crate) fn new_token_id() -> ApiResult<Zeroizing<String>> {
@@ -138,7 +151,9 @@ fn derive_token_key(root: &Key256) -> hmac::Key {
     }
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"coffer").extract(root.expose());
     let info = [&b"coffer token hash v1"[..]];
-    let okm = prk.expand(&info, Len(32)).expect("32 bytes is within HKDF-SHA256 limits");
+    let okm = prk
+        .expand(&info, Len(32))
+        .expect("32 bytes is within HKDF-SHA256 limits");
     let mut bytes = Zeroizing::new([0u8; 32]);
     okm.fill(&mut bytes[..]).expect("buffer length matches");
     hmac::Key::new(hmac::HMAC_SHA256, &bytes[..])
@@ -149,7 +164,8 @@ impl Core {
     pub async fn open(store: Arc<dyn Store>, clock: Clock) -> ApiResult<Self> {
         let seal_config = match store.meta(META_SEAL).await? {
             Some(raw) => Some(
-                serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(format!("stored seal configuration: {e}")))?,
+                serde_json::from_slice(&raw)
+                    .map_err(|e| ApiError::Internal(format!("stored seal configuration: {e}")))?,
             ),
             None => None,
         };
@@ -167,6 +183,7 @@ impl Core {
             write: tokio::sync::Mutex::new(()),
             mounts: RwLock::new(Vec::new()),
             keys: RwLock::new(HashMap::new()),
+            policies: RwLock::new(HashMap::new()),
         })
     }
 
@@ -216,14 +233,30 @@ impl Core {
             Some(t) => Zeroizing::new(t.to_owned()),
             None => new_token_id()?,
         };
-        let config = SealConfig { kind: "shamir".into(), secret_shares: shares, secret_threshold: threshold };
-        let cluster = ClusterInfo { cluster_name: format!("coffer-cluster-{}", &new_uuid()[..8]), cluster_id: new_uuid() };
+        let config = SealConfig {
+            kind: "shamir".into(),
+            secret_shares: shares,
+            secret_threshold: threshold,
+        };
+        let cluster = ClusterInfo {
+            cluster_name: format!("coffer-cluster-{}", &new_uuid()[..8]),
+            cluster_id: new_uuid(),
+        };
         let token_key = derive_token_key(&root);
         let token_row = crate::tokens::root_token_row(&token_key, &root_token, now)?;
         let ops = vec![
-            Op::PutMeta { key: META_SEAL.into(), value: json_bytes(&config)? },
-            Op::PutMeta { key: META_CLUSTER.into(), value: json_bytes(&cluster)? },
-            Op::PutMeta { key: META_ROOT_KEY.into(), value: wrap::wrap_key(&unseal_key, &Label::root(), &root)?.0 },
+            Op::PutMeta {
+                key: META_SEAL.into(),
+                value: json_bytes(&config)?,
+            },
+            Op::PutMeta {
+                key: META_CLUSTER.into(),
+                value: json_bytes(&cluster)?,
+            },
+            Op::PutMeta {
+                key: META_ROOT_KEY.into(),
+                value: wrap::wrap_key(&unseal_key, &Label::root(), &root)?.0,
+            },
             Op::PutTenantKey(TenantKeyRow {
                 namespace: ROOT_NS.into(),
                 version: 1,
@@ -236,7 +269,10 @@ impl Core {
         self.store.apply(ops).await?;
         *write(&self.seal_config) = Some(config);
         *write(&self.cluster) = Some(cluster);
-        Ok(InitOutput { shares: split, root_token })
+        Ok(InitOutput {
+            shares: split,
+            root_token,
+        })
     }
 
     /// Adds one share; with enough, rebuilds the unseal key and loads the
@@ -256,10 +292,15 @@ impl Core {
             if !progress.iter().any(|s| s[..] == share[..]) {
                 progress.push(share);
             }
-            if progress.len() as u32 >= config.secret_threshold { Some(std::mem::take(&mut *progress)) } else { None }
+            if progress.len() as u32 >= config.secret_threshold {
+                Some(std::mem::take(&mut *progress))
+            } else {
+                None
+            }
         };
         let Some(shares) = ready else { return Ok(()) };
-        let unseal_key = shamir::combine(&shares).map_err(|_| ApiError::bad("invalid unseal keys: they do not combine"))?;
+        let unseal_key =
+            shamir::combine(&shares).map_err(|_| ApiError::bad("invalid unseal keys: they do not combine"))?;
         let wrapped = self
             .store
             .meta(META_ROOT_KEY)
@@ -274,7 +315,11 @@ impl Core {
     async fn load(&self, root: Key256) -> ApiResult<()> {
         let mut tenants = HashMap::new();
         tenants.insert(ROOT_NS.to_owned(), self.load_tenant(&root, ROOT_NS).await?);
-        let unsealed = Unsealed { token_key: derive_token_key(&root), root, tenants: RwLock::new(tenants) };
+        let unsealed = Unsealed {
+            token_key: derive_token_key(&root),
+            root,
+            tenants: RwLock::new(tenants),
+        };
         *write(&self.mounts) = self.store.mounts().await?;
         write(&self.keys).clear();
         *write(&self.unsealed) = Some(Arc::new(unsealed));
@@ -289,7 +334,11 @@ impl Core {
                 .map_err(|_| ApiError::Internal(format!("tenant key {namespace:?} v{} fails to unwrap", r.version)))?;
             versions.insert(r.version, k);
         }
-        let current = rows.iter().map(|r| r.version).max().ok_or_else(|| ApiError::Internal("no tenant key".into()))?;
+        let current = rows
+            .iter()
+            .map(|r| r.version)
+            .max()
+            .ok_or_else(|| ApiError::Internal("no tenant key".into()))?;
         Ok(TenantKeys { current, versions })
     }
 
@@ -297,6 +346,7 @@ impl Core {
     pub(crate) fn seal(&self) {
         *write(&self.unsealed) = None;
         write(&self.keys).clear();
+        write(&self.policies).clear();
         lock(&self.progress).clear();
     }
 
@@ -314,11 +364,6 @@ impl Core {
     /// The keyed hash under which a token id is stored.
     pub(crate) fn token_hash(&self, u: &Unsealed, token: &str) -> Vec<u8> {
         hash_token(&u.token_key, token)
-    }
-
-    #[allow(dead_code)]
-    pub(crate) fn root_key<'a>(&self, u: &'a Unsealed) -> &'a Key256 {
-        &u.root
     }
 }
 

@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use coffer_core::policy::Capability;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::core::{Core, ROOT_NS, new_uuid};
@@ -22,7 +22,7 @@ use crate::tokens::Caller;
 use crate::{mounts, sys, tokens, transit};
 
 /// Largest request body accepted, as Vault's default `max_request_size`.
-pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// What the client asked to do, in Vault's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,19 +64,22 @@ pub(crate) enum Reply {
 }
 
 pub(crate) fn router(core: Arc<Core>) -> Router {
-    Router::new().fallback(entry).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).with_state(core)
+    Router::new()
+        .fallback(entry)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(core)
 }
 
 async fn entry(
     State(core): State<Arc<Core>>,
-    connect: Option<ConnectInfo<SocketAddr>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let request_id = new_uuid();
-    let result = match parse_request(&method, &uri, &headers, &body, request_id.clone(), connect.map(|c| c.0)) {
+    let result = match parse_request(&method, &uri, &headers, &body, request_id.clone(), Some(remote)) {
         Ok(req) => dispatch(&core, req).await,
         Err(e) => Err(e),
     };
@@ -89,7 +92,8 @@ async fn entry(
             (e.status(), axum::Json(json!({ "errors": e.messages() }))).into_response()
         }
     };
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
@@ -176,7 +180,16 @@ fn parse_request(
     let namespace = header_str(headers, "x-vault-namespace")?.unwrap_or_default();
     let namespace = namespace.trim_matches('/').to_owned();
     let path = path.trim_end_matches('/').to_owned();
-    Ok(Request { op, path, namespace, params, query, token, request_id, remote })
+    Ok(Request {
+        op,
+        path,
+        namespace,
+        params,
+        query,
+        token,
+        request_id,
+        remote,
+    })
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> ApiResult<Option<String>> {
@@ -191,13 +204,18 @@ fn header_str(headers: &HeaderMap, name: &str) -> ApiResult<Option<String>> {
 
 /// Unauthenticated paths, answered whether sealed or not.
 fn is_public(path: &str) -> bool {
-    matches!(path, "sys/init" | "sys/unseal" | "sys/seal-status" | "sys/health" | "sys/leader")
+    matches!(
+        path,
+        "sys/init" | "sys/unseal" | "sys/seal-status" | "sys/health" | "sys/leader"
+    )
 }
 
 /// Paths that also need `sudo`, as in Vault.
 fn needs_sudo(path: &str) -> bool {
-    matches!(path, "sys/seal" | "auth/token/create-orphan" | "auth/token/revoke-orphan")
-        || path.starts_with("sys/mounts")
+    matches!(
+        path,
+        "sys/seal" | "auth/token/create-orphan" | "auth/token/revoke-orphan"
+    ) || path.starts_with("sys/mounts")
         || path.starts_with("sys/audit")
 }
 
@@ -242,9 +260,4 @@ fn authorize(caller: &Caller, req: &Request, cap: Capability) -> ApiResult<()> {
         return Err(ApiError::PermissionDenied);
     }
     Ok(())
-}
-
-/// Builds a JSON object from pairs; shorthand for handlers.
-pub(crate) fn obj(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
-    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<Map<_, _>>())
 }

@@ -19,7 +19,9 @@ impl Params {
         }
         match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(m)) => Ok(Params(m)),
-            Ok(_) => Err(ApiError::bad("failed to parse JSON input: the body must be a JSON object")),
+            Ok(_) => Err(ApiError::bad(
+                "failed to parse JSON input: the body must be a JSON object",
+            )),
             Err(e) => Err(ApiError::bad(format!("failed to parse JSON input: {e}"))),
         }
     }
@@ -48,7 +50,8 @@ impl Params {
     }
 
     pub(crate) fn required_str(&self, k: &str) -> ApiResult<&str> {
-        self.str(k)?.ok_or_else(|| ApiError::bad(format!("missing {k} to process")))
+        self.str(k)?
+            .ok_or_else(|| ApiError::bad(format!("missing {k} to process")))
     }
 
     pub(crate) fn bool(&self, k: &str) -> ApiResult<Option<bool>> {
@@ -75,7 +78,9 @@ impl Params {
     pub(crate) fn u32(&self, k: &str) -> ApiResult<Option<u32>> {
         match self.u64(k)? {
             None => Ok(None),
-            Some(v) => u32::try_from(v).map(Some).map_err(|_| ApiError::bad(format!("field {k:?} is out of range"))),
+            Some(v) => u32::try_from(v)
+                .map(Some)
+                .map_err(|_| ApiError::bad(format!("field {k:?} is out of range"))),
         }
     }
 
@@ -95,9 +100,13 @@ impl Params {
     pub(crate) fn str_list(&self, k: &str) -> ApiResult<Option<Vec<String>>> {
         match self.present(k) {
             None => Ok(None),
-            Some(Value::String(s)) => {
-                Ok(Some(s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()))
-            }
+            Some(Value::String(s)) => Ok(Some(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            )),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| match v {

@@ -55,7 +55,12 @@ CREATE TABLE tokens (
     policies     TEXT NOT NULL,
     display_name TEXT NOT NULL,
     created      INTEGER NOT NULL,
+    -- the TTL the token was created (or last renewed) with, in seconds; 0 = none
+    ttl          INTEGER NOT NULL,
     expires      INTEGER,
+    -- uses left; 0 = unlimited
+    num_uses     INTEGER NOT NULL,
+    renewable    INTEGER NOT NULL,
     meta         TEXT NOT NULL
 );
 CREATE INDEX tokens_parent ON tokens (parent);

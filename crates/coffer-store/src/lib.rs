@@ -76,6 +76,15 @@ pub enum Op {
     DeleteToken {
         accessor: String,
     },
+    SetTokenExpiry {
+        accessor: String,
+        ttl: i64,
+        expires: Option<i64>,
+    },
+    /// Makes the children of `parent` orphans (they survive its revocation).
+    OrphanChildren {
+        parent: String,
+    },
     PutPolicy {
         namespace: String,
         name: String,
@@ -98,6 +107,9 @@ pub trait Store: Send + Sync + 'static {
     async fn token_by_hash(&self, hash: &[u8]) -> Result<Option<TokenRow>>;
     async fn token_by_accessor(&self, accessor: &str) -> Result<Option<TokenRow>>;
     async fn token_children(&self, parent_accessor: &str) -> Result<Vec<TokenRow>>;
+    /// Spends one use of a limited-use token, atomically: returns false if
+    /// the token is gone or used up (its last use deletes it).
+    async fn consume_token_use(&self, accessor: &str) -> Result<bool>;
     async fn policy(&self, namespace: &str, name: &str) -> Result<Option<String>>;
     async fn policy_names(&self, namespace: &str) -> Result<Vec<String>>;
     /// Applies every op in one transaction: all or nothing.

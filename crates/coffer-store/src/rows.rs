@@ -51,8 +51,13 @@ pub struct TokenRow {
     pub policies: String,
     pub display_name: String,
     pub created: i64,
+    /// Seconds the token was created or last renewed with; 0 for none.
+    pub ttl: i64,
     /// Unix seconds; `None` never expires.
     pub expires: Option<i64>,
+    /// Uses left; 0 means unlimited.
+    pub num_uses: i64,
+    pub renewable: bool,
     /// JSON object of string metadata.
     pub meta: String,
 }

@@ -47,7 +47,10 @@ fn token_row(r: &sqlx::sqlite::SqliteRow) -> TokenRow {
         policies: r.get("policies"),
         display_name: r.get("display_name"),
         created: r.get("created"),
+        ttl: r.get("ttl"),
         expires: r.get("expires"),
+        num_uses: r.get("num_uses"),
+        renewable: r.get::<i64, _>("renewable") != 0,
         meta: r.get("meta"),
     }
 }
@@ -175,8 +178,8 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
         }
         Op::InsertToken(t) => {
             sqlx::query(
-                "INSERT INTO tokens (accessor, hash, namespace, parent, policies, display_name, created, expires, meta) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tokens (accessor, hash, namespace, parent, policies, display_name, created, ttl, expires, \
+                 num_uses, renewable, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(t.accessor)
             .bind(t.hash)
@@ -185,7 +188,10 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
             .bind(t.policies)
             .bind(t.display_name)
             .bind(t.created)
+            .bind(t.ttl)
             .bind(t.expires)
+            .bind(t.num_uses)
+            .bind(i64::from(t.renewable))
             .bind(t.meta)
             .execute(&mut **tx)
             .await
@@ -194,6 +200,20 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
         Op::DeleteToken { accessor } => {
             sqlx::query("DELETE FROM tokens WHERE accessor = ?")
                 .bind(accessor)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Op::SetTokenExpiry { accessor, ttl, expires } => {
+            sqlx::query("UPDATE tokens SET ttl = ?, expires = ? WHERE accessor = ?")
+                .bind(ttl)
+                .bind(expires)
+                .bind(accessor)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Op::OrphanChildren { parent } => {
+            sqlx::query("UPDATE tokens SET parent = NULL WHERE parent = ?")
+                .bind(parent)
                 .execute(&mut **tx)
                 .await?;
         }
@@ -334,6 +354,25 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(token_row).collect())
+    }
+
+    async fn consume_token_use(&self, accessor: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let left = sqlx::query(
+            "UPDATE tokens SET num_uses = num_uses - 1 WHERE accessor = ? AND num_uses > 0 RETURNING num_uses",
+        )
+        .bind(accessor)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.get::<i64, _>("num_uses"));
+        if left == Some(0) {
+            sqlx::query("DELETE FROM tokens WHERE accessor = ?")
+                .bind(accessor)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(left.is_some())
     }
 
     async fn policy(&self, namespace: &str, name: &str) -> Result<Option<String>> {

@@ -1,1 +1,80 @@
-fn main() {}
+//! `coffer`: the server (`coffer server`) and a CLI over its HTTP API.
+//!
+//! The CLI only parses arguments and calls `coffer-client`; the server only
+//! parses its configuration and calls `coffer-server`.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "coffer",
+    version,
+    about = "Encryption and key management for SaaS applications"
+)]
+struct Args {
+    #[command(flatten)]
+    conn: cli::Conn,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Server(server::ServerArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+/// Vault's CLI takes long flags with one dash (`-format=json`); accept both.
+fn normalise_args() -> Vec<String> {
+    const LONG: [&str; 9] = [
+        "format",
+        "address",
+        "token",
+        "namespace",
+        "mount",
+        "dev",
+        "dev-root-token-id",
+        "dev-listen-address",
+        "config",
+    ];
+    std::env::args()
+        .map(|a| match a.strip_prefix('-') {
+            Some(rest)
+                if !rest.starts_with('-') && LONG.iter().any(|l| rest == *l || rest.starts_with(&format!("{l}="))) =>
+            {
+                format!("-{a}")
+            }
+            _ => a,
+        })
+        .collect()
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse_from(normalise_args());
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match args.command {
+        Command::Server(s) => runtime.block_on(server::run(s)),
+        Command::Client(c) => runtime.block_on(cli::run(args.conn, c)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Tokens (`auth/token/*`): creation, lookup, renewal and revocation, and
+//! turning a request's token into a [`Caller`] with its ACL.
+//!
+//! Token ids are stored only as an HMAC under a key derived from the root
+//! key, so a copy of the database does not reveal or let anyone test them.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use aws_lc_rs::hmac;
+use coffer_core::policy::{Acl, Capability, DEFAULT_POLICY, Policy};
+use coffer_store::{Op, TokenRow};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use zeroize::Zeroizing;
+
+use crate::core::{Core, Unsealed, hash_token, new_accessor, new_token_id, token_key_of};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{Operation, Reply, Request};
+
+/// Vault's default and maximum token TTL: 768 hours.
+pub(crate) const DEFAULT_TTL: i64 = 768 * 3600;
+
+/// Who is calling, and what their policies allow.
+pub(crate) struct Caller {
+    pub(crate) token: TokenRow,
+    pub(crate) policies: Vec<String>,
+    pub(crate) acl: Acl,
+    pub(crate) token_id: Zeroizing<String>,
+}
+
+impl Caller {
+    pub(crate) fn is_root(&self) -> bool {
+        self.policies.iter().any(|p| p == "root")
+    }
+}
+
+pub(crate) fn root_token_row(key: &hmac::Key, id: &str, now: i64) -> ApiResult<TokenRow> {
+    Ok(TokenRow {
+        accessor: new_accessor()?,
+        hash: hash_token(key, id),
+        namespace: String::new(),
+        parent: None,
+        policies: json!(["root"]).to_string(),
+        display_name: "root".into(),
+        created: now,
+        ttl: 0,
+        expires: None,
+        num_uses: 0,
+        renewable: false,
+        meta: "{}".into(),
+    })
+}
+
+fn policies_of(row: &TokenRow) -> Vec<String> {
+    serde_json::from_str(&row.policies).unwrap_or_default()
+}
+
+/// Finds the token, checks it is alive, spends a use, and builds its ACL.
+pub(crate) async fn authenticate(core: &Core, u: &Unsealed, req: &Request) -> ApiResult<Caller> {
+    let token_id = req.token.clone().ok_or(ApiError::PermissionDenied)?;
+    let row = live_token(core, u, &token_id)
+        .await?
+        .ok_or(ApiError::PermissionDenied)?;
+    if row.num_uses > 0 && !core.store.consume_token_use(&row.accessor).await? {
+        return Err(ApiError::PermissionDenied);
+    }
+    let policies = policies_of(&row);
+    let acl = acl_for(core, &row.namespace, &policies).await?;
+    Ok(Caller {
+        token: row,
+        policies,
+        acl,
+        token_id,
+    })
+}
+
+/// The token with this id, if it exists and has not expired.
+async fn live_token(core: &Core, u: &Unsealed, id: &str) -> ApiResult<Option<TokenRow>> {
+    let Some(row) = core.store.token_by_hash(&core.token_hash(u, id)).await? else {
+        return Ok(None);
+    };
+    if row.expires.is_some_and(|e| e <= core.now()) {
+        let _w = core.write.lock().await;
+        revoke_tree(core, &row.accessor).await?;
+        return Ok(None);
+    }
+    Ok(Some(row))
+}
+
+pub(crate) async fn acl_for(core: &Core, namespace: &str, names: &[String]) -> ApiResult<Acl> {
+    let mut root = false;
+    let mut parsed: Vec<Arc<Policy>> = Vec::new();
+    for name in names {
+        match name.as_str() {
+            "root" => root = true,
+            "default" => parsed.push(Arc::new(Policy::parse("default", DEFAULT_POLICY)?)),
+            // A policy that does not exist grants nothing, as in Vault.
+            other => {
+                if let Some(p) = crate::policies::load(core, namespace, other).await? {
+                    parsed.push(p);
+                }
+            }
+        }
+    }
+    Ok(Acl::new(parsed.iter().map(|p| p.as_ref()), root))
+}
+
+pub(crate) async fn handle(core: &Core, u: &Unsealed, caller: &Caller, rest: &str, req: Request) -> ApiResult<Reply> {
+    use Operation::*;
+    match (rest, req.op) {
+        ("create" | "create-orphan", Write) => create(core, u, caller, &req, rest == "create-orphan").await,
+        ("lookup-self", Read | Write) => Ok(Reply::Data(lookup_data(core, &caller.token, Some(&caller.token_id)))),
+        ("lookup", Read | Write) => {
+            let id = req.params.required_str("token")?;
+            let row = live_token(core, u, id)
+                .await?
+                .ok_or_else(|| ApiError::bad("bad token"))?;
+            Ok(Reply::Data(lookup_data(core, &row, Some(id))))
+        }
+        ("lookup-accessor", Write) => {
+            let acc = req.params.required_str("accessor")?;
+            let row = core
+                .store
+                .token_by_accessor(acc)
+                .await?
+                .ok_or_else(|| ApiError::bad("invalid accessor"))?;
+            Ok(Reply::Data(lookup_data(core, &row, None)))
+        }
+        ("renew-self", Write) => renew(core, &caller.token, &req).await,
+        ("renew", Write) => {
+            let id = req.params.required_str("token")?;
+            let row = live_token(core, u, id)
+                .await?
+                .ok_or_else(|| ApiError::bad("bad token"))?;
+            renew(core, &row, &req).await
+        }
+        ("revoke-self", Write) => {
+            let _w = core.write.lock().await;
+            revoke_tree(core, &caller.token.accessor).await?;
+            Ok(Reply::NoContent)
+        }
+        ("revoke", Write) => {
+            let id = req.params.required_str("token")?;
+            let _w = core.write.lock().await;
+            if let Some(row) = core.store.token_by_hash(&core.token_hash(u, id)).await? {
+                revoke_tree(core, &row.accessor).await?;
+            }
+            Ok(Reply::NoContent)
+        }
+        ("revoke-accessor", Write) => {
+            let acc = req.params.required_str("accessor")?;
+            let _w = core.write.lock().await;
+            if core.store.token_by_accessor(acc).await?.is_some() {
+                revoke_tree(core, acc).await?;
+            }
+            Ok(Reply::NoContent)
+        }
+        ("revoke-orphan", Write) => {
+            let id = req.params.required_str("token")?;
+            let _w = core.write.lock().await;
+            if let Some(row) = core.store.token_by_hash(&core.token_hash(u, id)).await? {
+                core.store
+                    .apply(vec![
+                        Op::OrphanChildren {
+                            parent: row.accessor.clone(),
+                        },
+                        Op::DeleteToken { accessor: row.accessor },
+                    ])
+                    .await?;
+            }
+            Ok(Reply::NoContent)
+        }
+        (
+            "create" | "create-orphan" | "lookup-self" | "lookup" | "lookup-accessor" | "renew-self" | "renew"
+            | "revoke-self" | "revoke" | "revoke-accessor" | "revoke-orphan",
+            _,
+        ) => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::UnsupportedPath),
+    }
+}
+
+async fn create(core: &Core, u: &Unsealed, caller: &Caller, req: &Request, orphan_path: bool) -> ApiResult<Reply> {
+    let p = &req.params;
+    if p.str("type")?.is_some_and(|t| t != "service" && t != "default") {
+        return Err(ApiError::bad("only service tokens are supported"));
+    }
+    if p.duration("period")?.is_some_and(|d| d > 0) {
+        return Err(ApiError::bad("periodic tokens are not supported"));
+    }
+    let requested = p.str_list("policies")?;
+    let mut set: BTreeSet<String> = match &requested {
+        Some(list) => list.iter().cloned().collect(),
+        None => caller.policies.iter().cloned().collect(),
+    };
+    if !caller.is_root() {
+        let allowed: BTreeSet<&String> = caller.policies.iter().collect();
+        if let Some(bad) = set.iter().find(|p| *p != "default" && !allowed.contains(p)) {
+            return Err(ApiError::bad(format!(
+                "child policies must be a subset of the parent's; {bad:?} is not"
+            )));
+        }
+    }
+    for name in &set {
+        if name.is_empty() || name.len() > 128 {
+            return Err(ApiError::bad("invalid policy name"));
+        }
+    }
+    if !p.bool("no_default_policy")?.unwrap_or(false) && !set.contains("root") {
+        set.insert("default".into());
+    }
+    let policies: Vec<String> = if set.contains("root") {
+        vec!["root".into()]
+    } else {
+        set.into_iter().collect()
+    };
+
+    let custom_id = p.str("id")?;
+    if custom_id.is_some() && !caller.is_root() {
+        return Err(ApiError::bad("root or sudo privileges required to specify token id"));
+    }
+    let no_parent = orphan_path || p.bool("no_parent")?.unwrap_or(false);
+    if no_parent && !orphan_path && !caller.is_root() {
+        return Err(ApiError::bad("root or sudo privileges required to create orphan token"));
+    }
+    let ttl = match p.duration("ttl")? {
+        None | Some(0) => DEFAULT_TTL,
+        Some(t) => i64::try_from(t).unwrap_or(i64::MAX).min(DEFAULT_TTL),
+    };
+    let ttl = match p.duration("explicit_max_ttl")? {
+        Some(m) if m > 0 => ttl.min(i64::try_from(m).unwrap_or(i64::MAX)),
+        _ => ttl,
+    };
+    let num_uses = i64::from(p.u32("num_uses")?.unwrap_or(0));
+    let renewable = p.bool("renewable")?.unwrap_or(true);
+    let meta = p.string_map("meta")?;
+    let display = p.str("display_name")?.unwrap_or("");
+    let display_name = if display.is_empty() {
+        "token".to_owned()
+    } else {
+        format!("token-{display}")
+    };
+    let now = core.now();
+    let id = match custom_id {
+        Some(id) if id.is_empty() => return Err(ApiError::bad("token id cannot be empty")),
+        Some(id) => Zeroizing::new(id.to_owned()),
+        None => new_token_id()?,
+    };
+    let row = TokenRow {
+        accessor: new_accessor()?,
+        hash: hash_token(token_key_of(u), &id),
+        namespace: req.namespace.clone(),
+        parent: if no_parent {
+            None
+        } else {
+            Some(caller.token.accessor.clone())
+        },
+        policies: json!(policies).to_string(),
+        display_name,
+        created: now,
+        ttl,
+        expires: Some(now + ttl),
+        num_uses,
+        renewable,
+        meta: Value::Object(meta.clone()).to_string(),
+    };
+    {
+        let _w = core.write.lock().await;
+        core.store
+            .apply(vec![Op::InsertToken(row.clone())])
+            .await
+            .map_err(|e| match e {
+                coffer_store::StoreError::Conflict(_) => ApiError::bad("cannot create a token with a duplicate id"),
+                other => other.into(),
+            })?;
+    }
+    Ok(Reply::Auth(json!({
+        "client_token": id.as_str(),
+        "accessor": row.accessor,
+        "policies": policies,
+        "token_policies": policies,
+        "identity_policies": null,
+        "metadata": if meta.is_empty() { Value::Null } else { Value::Object(meta) },
+        "lease_duration": ttl,
+        "renewable": renewable,
+        "entity_id": "",
+        "token_type": "service",
+        "orphan": no_parent,
+        "mfa_requirement": null,
+        "num_uses": num_uses,
+    })))
+}
+
+async fn renew(core: &Core, row: &TokenRow, req: &Request) -> ApiResult<Reply> {
+    if !row.renewable || row.expires.is_none() {
+        return Err(ApiError::bad("lease is not renewable"));
+    }
+    let now = core.now();
+    let ttl = match req.params.duration("increment")? {
+        None | Some(0) => row.ttl,
+        Some(i) => i64::try_from(i).unwrap_or(i64::MAX),
+    }
+    .min(DEFAULT_TTL);
+    {
+        let _w = core.write.lock().await;
+        core.store
+            .apply(vec![Op::SetTokenExpiry {
+                accessor: row.accessor.clone(),
+                ttl,
+                expires: Some(now + ttl),
+            }])
+            .await?;
+    }
+    let policies = policies_of(row);
+    Ok(Reply::Auth(json!({
+        "client_token": "",
+        "accessor": row.accessor,
+        "policies": policies,
+        "token_policies": policies,
+        "metadata": serde_json::from_str::<Value>(&row.meta).unwrap_or(Value::Null),
+        "lease_duration": ttl,
+        "renewable": true,
+        "entity_id": "",
+        "token_type": "service",
+        "orphan": row.parent.is_none(),
+        "num_uses": row.num_uses,
+    })))
+}
+
+/// Deletes a token and all its descendants. Callers hold `core.write`.
+pub(crate) async fn revoke_tree(core: &Core, accessor: &str) -> ApiResult<()> {
+    let mut doomed = vec![accessor.to_owned()];
+    let mut i = 0;
+    while i < doomed.len() {
+        for child in core.store.token_children(&doomed[i]).await? {
+            if !doomed.contains(&child.accessor) {
+                doomed.push(child.accessor);
+            }
+        }
+        i += 1;
+    }
+    core.store
+        .apply(
+            doomed
+                .into_iter()
+                .map(|accessor| Op::DeleteToken { accessor })
+                .collect(),
+        )
+        .await?;
+    Ok(())
+}
+
+pub(crate) fn rfc3339(t: i64) -> Value {
+    OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&Rfc3339).ok())
+        .map_or(Value::Null, Value::String)
+}
+
+fn lookup_data(core: &Core, row: &TokenRow, id: Option<&str>) -> Value {
+    let policies = policies_of(row);
+    let now = core.now();
+    let meta = serde_json::from_str::<Value>(&row.meta)
+        .ok()
+        .filter(|m| m.as_object().is_some_and(|o| !o.is_empty()));
+    json!({
+        "accessor": row.accessor,
+        "creation_time": row.created,
+        "creation_ttl": row.ttl,
+        "display_name": row.display_name,
+        "entity_id": "",
+        "expire_time": row.expires.map_or(Value::Null, rfc3339),
+        "explicit_max_ttl": 0,
+        "id": id.unwrap_or(""),
+        "issue_time": rfc3339(row.created),
+        "meta": meta,
+        "num_uses": row.num_uses,
+        "orphan": row.parent.is_none(),
+        "path": if policies.iter().any(|p| p == "root") && row.expires.is_none() { "auth/token/root" } else { "auth/token/create" },
+        "policies": policies,
+        "renewable": row.renewable,
+        "ttl": row.expires.map_or(0, |e| (e - now).max(0)),
+        "type": "service",
+    })
+}
+
+/// Whether the caller may use `cap` on `path` (for handlers that check a second path).
+#[allow(dead_code)]
+pub(crate) fn may(caller: &Caller, path: &str, cap: Capability) -> bool {
+    caller.acl.allows(path, cap)
+}

@@ -1,0 +1,554 @@
+//! The transit engine, Vault-compatible: named keyrings under a mount, and
+//! encrypt / decrypt / rewrap / datakey / hmac / verify, each with
+//! `batch_input`.
+//!
+//! Keyrings are unwrapped on first use and cached while unsealed; every
+//! change is written to the store first and then swapped into the cache,
+//! under `core.write`, so a failed write changes nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use coffer_core::keyring::{ConfigChange, HmacAlgorithm, KeyConfig, KeyType, Keyring, VersionKeys};
+use coffer_core::wrap::{self, Label};
+use coffer_core::{Plaintext, rand};
+use coffer_store::{MountRow, Op, TransitKeyRow, TransitVersionRow};
+use serde_json::{Value, json};
+
+use crate::core::{Core, KeyId, TenantKeys, Unsealed, read, write};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{Operation, Reply, Request};
+use crate::params::Params;
+
+fn key_id(mount: &MountRow, name: &str) -> KeyId {
+    KeyId {
+        namespace: mount.namespace.clone(),
+        mount: mount.path.trim_end_matches('/').to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+fn valid_key_name(name: &str) -> ApiResult<()> {
+    if name.is_empty()
+        || name.len() > 128
+        || name == "."
+        || name == ".."
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(ApiError::bad(format!(
+            "invalid key name {name:?}: use 1-128 letters, digits, '-', '_' or '.'"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a write to this path would create a key (needs `create`, not `update`).
+pub(crate) async fn would_create(core: &Core, u: &Unsealed, mount: &MountRow, rest: &str) -> ApiResult<bool> {
+    let name = match rest.split('/').collect::<Vec<_>>().as_slice() {
+        ["keys", name] | ["encrypt", name] => *name,
+        _ => return Ok(false),
+    };
+    if valid_key_name(name).is_err() {
+        return Ok(false);
+    }
+    Ok(load(core, u, &key_id(mount, name)).await?.is_none())
+}
+
+/// The keyring, from the cache or unwrapped from the store.
+async fn load(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Option<Arc<Keyring>>> {
+    if let Some(k) = read(&core.keys).get(id) {
+        return Ok(Some(k.clone()));
+    }
+    let Some(row) = core.store.transit_key(&id.namespace, &id.mount, &id.name).await? else {
+        return Ok(None);
+    };
+    let config: KeyConfig =
+        serde_json::from_str(&row.config).map_err(|e| ApiError::Internal(format!("stored key {}: {e}", id.name)))?;
+    let tenant = core.tenant_keys(u, &id.namespace)?;
+    let mut versions = BTreeMap::new();
+    for v in core.store.transit_versions(&id.namespace, &id.mount, &id.name).await? {
+        let label = Label::transit(&id.namespace, &id.mount, &id.name, v.version);
+        let pt = wrap::unwrap(tenant.key(v.kek_version)?, &label, &v.wrapped).map_err(|_| {
+            ApiError::Internal(format!(
+                "stored key {} v{} fails to unwrap: storage was altered",
+                id.name, v.version
+            ))
+        })?;
+        versions.insert(v.version, VersionKeys::from_plaintext(&pt)?);
+    }
+    let ring = Arc::new(Keyring::from_parts(config, versions));
+    write(&core.keys).insert(id.clone(), ring.clone());
+    Ok(Some(ring))
+}
+
+async fn require(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Arc<Keyring>> {
+    load(core, u, id)
+        .await?
+        .ok_or_else(|| ApiError::bad(format!("encryption key not found: {}", id.name)))
+}
+
+fn config_row(id: &KeyId, ring: &Keyring) -> ApiResult<TransitKeyRow> {
+    Ok(TransitKeyRow {
+        namespace: id.namespace.clone(),
+        mount: id.mount.clone(),
+        name: id.name.clone(),
+        config: serde_json::to_string(&ring.config).map_err(|e| ApiError::Internal(e.to_string()))?,
+    })
+}
+
+fn version_op(id: &KeyId, tenant: &TenantKeys, version: u32, keys: &VersionKeys) -> ApiResult<Op> {
+    let label = Label::transit(&id.namespace, &id.mount, &id.name, version);
+    let wrapped = wrap::wrap(tenant.key(tenant.current)?, &label, keys.to_plaintext().as_bytes())?;
+    Ok(Op::PutTransitVersion(TransitVersionRow {
+        namespace: id.namespace.clone(),
+        mount: id.mount.clone(),
+        name: id.name.clone(),
+        version,
+        kek_version: tenant.current,
+        wrapped: wrapped.0,
+    }))
+}
+
+/// Creates a key; `Ok(None)` if it already existed. Callers hold `core.write`.
+async fn create_locked(core: &Core, u: &Unsealed, id: &KeyId, key_type: KeyType) -> ApiResult<Option<Arc<Keyring>>> {
+    if load(core, u, id).await?.is_some() {
+        return Ok(None);
+    }
+    let tenant = core.tenant_keys(u, &id.namespace)?;
+    let (ring, keys) = Keyring::create(&id.name, key_type, core.now())?;
+    let ops = vec![
+        Op::InsertTransitKey(config_row(id, &ring)?),
+        version_op(id, &tenant, 1, &keys)?,
+    ];
+    core.store.apply(ops).await?;
+    let ring = Arc::new(ring);
+    write(&core.keys).insert(id.clone(), ring.clone());
+    Ok(Some(ring))
+}
+
+/// Applies a change to a copy of the keyring, stores it, then swaps it in.
+async fn mutate<F>(core: &Core, u: &Unsealed, id: &KeyId, f: F) -> ApiResult<Arc<Keyring>>
+where
+    F: FnOnce(&mut Keyring, &TenantKeys, i64) -> ApiResult<Vec<Op>>,
+{
+    let _w = core.write.lock().await;
+    let current = load(core, u, id)
+        .await?
+        .ok_or_else(|| ApiError::bad(format!("no existing key named {} could be found", id.name)))?;
+    let tenant = core.tenant_keys(u, &id.namespace)?;
+    let mut ring = (*current).clone();
+    let mut ops = f(&mut ring, &tenant, core.now())?;
+    ops.push(Op::UpdateTransitKey(config_row(id, &ring)?));
+    core.store.apply(ops).await?;
+    let ring = Arc::new(ring);
+    write(&core.keys).insert(id.clone(), ring.clone());
+    Ok(ring)
+}
+
+fn key_data(ring: &Keyring) -> Value {
+    let c = &ring.config;
+    let keys: serde_json::Map<String, Value> = c
+        .version_created
+        .iter()
+        .filter(|(v, _)| **v >= c.min_decryption_version && ring.version_keys(**v).is_some())
+        .map(|(v, t)| (v.to_string(), json!(t)))
+        .collect();
+    json!({
+        "name": c.name,
+        "type": c.key_type.as_str(),
+        "keys": keys,
+        "latest_version": c.latest_version,
+        "min_available_version": c.min_available_version,
+        "min_decryption_version": c.min_decryption_version,
+        "min_encryption_version": c.min_encryption_version,
+        "deletion_allowed": c.deletion_allowed,
+        "exportable": c.exportable,
+        "allow_plaintext_backup": c.allow_plaintext_backup,
+        "auto_rotate_period": c.auto_rotate_period,
+        "derived": false,
+        "convergent_encryption": false,
+        "imported_key": false,
+        "supports_encryption": true,
+        "supports_decryption": true,
+        "supports_derivation": true,
+        "supports_signing": false,
+    })
+}
+
+pub(crate) async fn handle(core: &Core, u: &Unsealed, mount: &MountRow, rest: &str, req: Request) -> ApiResult<Reply> {
+    use Operation::*;
+    let parts: Vec<&str> = rest.split('/').collect();
+    match (parts.as_slice(), req.op) {
+        (["keys"], List) => list_keys(core, mount).await,
+        (["keys", name], op) => {
+            valid_key_name(name)?;
+            let id = key_id(mount, name);
+            match op {
+                Read => Ok(Reply::Data(key_data(
+                    &*load(core, u, &id).await?.ok_or(ApiError::NotFound)?,
+                ))),
+                Write => create_key(core, u, &id, &req.params).await,
+                Delete => delete_key(core, u, &id).await,
+                List => Err(ApiError::MethodNotAllowed),
+            }
+        }
+        (["keys", name, action], Write) => {
+            valid_key_name(name)?;
+            let id = key_id(mount, name);
+            let ring = match *action {
+                "config" => configure(core, u, &id, &req.params).await?,
+                "rotate" => mutate(core, u, &id, |r, t, now| Ok(vec![rotate_op(&id, r, t, now)?])).await?,
+                "trim" => {
+                    let min = req.params.u32("min_available_version")?;
+                    let min = min.ok_or_else(|| ApiError::bad("missing min_available_version"))?;
+                    mutate(core, u, &id, |r, _, _| {
+                        r.trim(min)?;
+                        Ok(vec![Op::DeleteTransitVersionsBelow {
+                            namespace: id.namespace.clone(),
+                            mount: id.mount.clone(),
+                            name: id.name.clone(),
+                            below: min,
+                        }])
+                    })
+                    .await?
+                }
+                _ => return Err(ApiError::UnsupportedPath),
+            };
+            Ok(Reply::Data(key_data(&ring)))
+        }
+        (["encrypt", name], Write) => encrypt(core, u, mount, name, &req.params).await,
+        (["decrypt", name], Write) => decrypt(core, u, mount, name, &req.params).await,
+        (["rewrap", name], Write) => rewrap(core, u, mount, name, &req.params).await,
+        (["datakey", kind, name], Write) => datakey(core, u, mount, kind, name, &req.params).await,
+        (["hmac", name], Write) => hmac(core, u, mount, name, None, &req.params).await,
+        (["hmac", name, algo], Write) => hmac(core, u, mount, name, Some(algo), &req.params).await,
+        (["verify", name], Write) => verify(core, u, mount, name, None, &req.params).await,
+        (["verify", name, algo], Write) => verify(core, u, mount, name, Some(algo), &req.params).await,
+        (
+            [
+                "keys" | "encrypt" | "decrypt" | "rewrap" | "datakey" | "hmac" | "verify",
+                ..,
+            ],
+            _,
+        ) => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::UnsupportedPath),
+    }
+}
+
+async fn list_keys(core: &Core, mount: &MountRow) -> ApiResult<Reply> {
+    let names = core
+        .store
+        .transit_key_names(&mount.namespace, mount.path.trim_end_matches('/'))
+        .await?;
+    if names.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Reply::Data(json!({ "keys": names })))
+}
+
+fn refuse_unsupported(p: &Params) -> ApiResult<()> {
+    if p.bool("derived")?.unwrap_or(false) || p.bool("convergent_encryption")?.unwrap_or(false) {
+        return Err(ApiError::bad("derived and convergent keys are not supported"));
+    }
+    if p.str("context")?.is_some_and(|c| !c.is_empty()) {
+        return Err(ApiError::bad(
+            "context is only used with derived keys, which are not supported",
+        ));
+    }
+    Ok(())
+}
+
+fn key_type_param(p: &Params) -> ApiResult<KeyType> {
+    match p.0.get("type") {
+        None | Some(Value::Null) => Ok(KeyType::Aes256Gcm96),
+        Some(Value::String(s)) => Ok(KeyType::parse(s)?),
+        Some(_) => Err(ApiError::bad("field \"type\" must be a string")),
+    }
+}
+
+async fn create_key(core: &Core, u: &Unsealed, id: &KeyId, p: &Params) -> ApiResult<Reply> {
+    refuse_unsupported(p)?;
+    let key_type = key_type_param(p)?;
+    let change = ConfigChange {
+        exportable: p.bool("exportable")?,
+        allow_plaintext_backup: p.bool("allow_plaintext_backup")?,
+        auto_rotate_period: p.duration("auto_rotate_period")?,
+        ..Default::default()
+    };
+    let _w = core.write.lock().await;
+    // Creating an existing key is a no-op that reports the key, as in Vault.
+    let Some(created) = create_locked(core, u, id, key_type).await? else {
+        return Ok(Reply::Data(key_data(&*require(core, u, id).await?)));
+    };
+    if change.exportable.is_none() && change.allow_plaintext_backup.is_none() && change.auto_rotate_period.is_none() {
+        return Ok(Reply::Data(key_data(&created)));
+    }
+    let mut ring = (*created).clone();
+    if let Err(e) = ring.configure(&change) {
+        // Undo the creation so a refused request changes nothing.
+        core.store
+            .apply(vec![Op::DeleteTransitKey {
+                namespace: id.namespace.clone(),
+                mount: id.mount.clone(),
+                name: id.name.clone(),
+            }])
+            .await?;
+        write(&core.keys).remove(id);
+        return Err(e.into());
+    }
+    core.store
+        .apply(vec![Op::UpdateTransitKey(config_row(id, &ring)?)])
+        .await?;
+    let ring = Arc::new(ring);
+    write(&core.keys).insert(id.clone(), ring.clone());
+    Ok(Reply::Data(key_data(&ring)))
+}
+
+async fn delete_key(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Reply> {
+    let _w = core.write.lock().await;
+    let ring = load(core, u, id)
+        .await?
+        .ok_or_else(|| ApiError::bad("could not delete key; not found"))?;
+    if !ring.config.deletion_allowed {
+        return Err(ApiError::bad("deletion is not allowed for this key"));
+    }
+    core.store
+        .apply(vec![Op::DeleteTransitKey {
+            namespace: id.namespace.clone(),
+            mount: id.mount.clone(),
+            name: id.name.clone(),
+        }])
+        .await?;
+    write(&core.keys).remove(id);
+    Ok(Reply::NoContent)
+}
+
+async fn configure(core: &Core, u: &Unsealed, id: &KeyId, p: &Params) -> ApiResult<Arc<Keyring>> {
+    let change = ConfigChange {
+        min_decryption_version: p.u32("min_decryption_version")?,
+        min_encryption_version: p.u32("min_encryption_version")?,
+        deletion_allowed: p.bool("deletion_allowed")?,
+        exportable: p.bool("exportable")?,
+        allow_plaintext_backup: p.bool("allow_plaintext_backup")?,
+        auto_rotate_period: p.duration("auto_rotate_period")?,
+    };
+    mutate(core, u, id, |r, _, _| {
+        r.configure(&change)?;
+        Ok(Vec::new())
+    })
+    .await
+}
+
+fn rotate_op(id: &KeyId, ring: &mut Keyring, tenant: &TenantKeys, now: i64) -> ApiResult<Op> {
+    let (v, keys) = ring.rotate(now)?;
+    version_op(id, tenant, v, &keys)
+}
+
+/// Runs `one` over each batch item (or the single request) and frames the
+/// results as Vault does. `fail_status` is the HTTP status when an item fails.
+fn batch<F>(p: &Params, fail_status: Option<StatusCode>, mut one: F) -> ApiResult<Reply>
+where
+    F: FnMut(&Params) -> ApiResult<Value>,
+{
+    let Some(items) = p.array("batch_input")? else {
+        return one(p).map(Reply::Data);
+    };
+    if items.is_empty() {
+        return Err(ApiError::bad("missing batch input to process"));
+    }
+    let mut failed = false;
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        let item = Params::from_value(item)?;
+        let reference = item.str("reference")?.unwrap_or("").to_owned();
+        let mut out = match one(&item) {
+            Ok(v) => v,
+            Err(e @ (ApiError::BadRequest(_) | ApiError::NotFound)) => {
+                failed = true;
+                json!({ "error": e.to_string() })
+            }
+            Err(e) => return Err(e),
+        };
+        out["reference"] = json!(reference);
+        results.push(out);
+    }
+    let data = json!({ "batch_results": results });
+    match (failed, fail_status) {
+        (true, Some(default)) => {
+            let code = p
+                .u32("partial_failure_response_code")?
+                .and_then(|c| u16::try_from(c).ok())
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(default);
+            Ok(Reply::DataWithStatus(code, data))
+        }
+        _ => Ok(Reply::Data(data)),
+    }
+}
+
+fn aad(p: &Params) -> ApiResult<Vec<u8>> {
+    Ok(p.base64("associated_data")?.unwrap_or_default())
+}
+
+fn plaintext_b64(pt: &Plaintext) -> String {
+    STANDARD.encode(pt.as_bytes())
+}
+
+async fn encrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Params) -> ApiResult<Reply> {
+    valid_key_name(name)?;
+    refuse_unsupported(p)?;
+    let id = key_id(mount, name);
+    let ring = match load(core, u, &id).await? {
+        Some(r) => r,
+        None => {
+            // Upsert, as Vault: the ACL already required `create` here.
+            let key_type = key_type_param(p)?;
+            let _w = core.write.lock().await;
+            match create_locked(core, u, &id, key_type).await? {
+                Some(r) => r,
+                None => require(core, u, &id).await?,
+            }
+        }
+    };
+    batch(p, Some(StatusCode::BAD_REQUEST), |item| {
+        refuse_unsupported(item)?;
+        let pt = Plaintext::new(
+            item.base64("plaintext")?
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ApiError::bad("missing plaintext to encrypt"))?,
+        );
+        let (ct, v) = ring.encrypt(pt.as_bytes(), &aad(item)?, item.u32("key_version")?)?;
+        Ok(json!({ "ciphertext": ct, "key_version": v }))
+    })
+}
+
+async fn decrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Params) -> ApiResult<Reply> {
+    valid_key_name(name)?;
+    refuse_unsupported(p)?;
+    let ring = require(core, u, &key_id(mount, name)).await?;
+    let is_batch = p.array("batch_input")?.is_some();
+    let reply = batch(p, Some(StatusCode::BAD_REQUEST), |item| {
+        let ct = item
+            .str("ciphertext")?
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| ApiError::bad("missing ciphertext to decrypt"))?;
+        let (pt, _) = ring.decrypt(ct, &aad(item)?)?;
+        Ok(json!({ "plaintext": plaintext_b64(&pt) }))
+    })?;
+    // Vault reports a failed decrypt item with an empty plaintext beside the error.
+    Ok(match reply {
+        Reply::DataWithStatus(s, mut d) if is_batch => {
+            mark_failed_plaintexts(&mut d);
+            Reply::DataWithStatus(s, d)
+        }
+        other => other,
+    })
+}
+
+fn mark_failed_plaintexts(d: &mut Value) {
+    if let Some(items) = d["batch_results"].as_array_mut() {
+        for it in items.iter_mut().filter(|i| i.get("error").is_some()) {
+            it["plaintext"] = json!("");
+        }
+    }
+}
+
+async fn rewrap(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Params) -> ApiResult<Reply> {
+    valid_key_name(name)?;
+    refuse_unsupported(p)?;
+    let ring = require(core, u, &key_id(mount, name)).await?;
+    let top_version = p.u32("key_version")?;
+    batch(p, None, |item| {
+        let ct = item
+            .str("ciphertext")?
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| ApiError::bad("missing ciphertext to rewrap"))?;
+        let aad = aad(item)?;
+        let (pt, _) = ring.decrypt(ct, &aad)?;
+        let (ct, v) = ring.encrypt(pt.as_bytes(), &aad, item.u32("key_version")?.or(top_version))?;
+        Ok(json!({ "ciphertext": ct, "key_version": v }))
+    })
+}
+
+async fn datakey(core: &Core, u: &Unsealed, mount: &MountRow, kind: &str, name: &str, p: &Params) -> ApiResult<Reply> {
+    let with_plaintext = match kind {
+        "plaintext" => true,
+        "wrapped" => false,
+        other => {
+            return Err(ApiError::bad(format!(
+                "invalid type {other:?}: use plaintext or wrapped"
+            )));
+        }
+    };
+    valid_key_name(name)?;
+    refuse_unsupported(p)?;
+    let ring = require(core, u, &key_id(mount, name)).await?;
+    let bits = p.u32("bits")?.unwrap_or(256);
+    if !matches!(bits, 128 | 256 | 512) {
+        return Err(ApiError::bad("invalid bits: use 128, 256 or 512"));
+    }
+    let key = Plaintext::new(rand::bytes(bits as usize / 8)?);
+    let (ct, v) = ring.encrypt(key.as_bytes(), &aad(p)?, p.u32("key_version")?)?;
+    let mut data = json!({ "ciphertext": ct, "key_version": v });
+    if with_plaintext {
+        data["plaintext"] = json!(plaintext_b64(&key));
+    }
+    Ok(Reply::Data(data))
+}
+
+fn algorithm(url: Option<&str>, p: &Params) -> ApiResult<HmacAlgorithm> {
+    let name = match url {
+        Some(a) => a,
+        None => p.str("algorithm")?.or(p.str("hash_algorithm")?).unwrap_or("sha2-256"),
+    };
+    Ok(HmacAlgorithm::parse(name)?)
+}
+
+async fn hmac(
+    core: &Core,
+    u: &Unsealed,
+    mount: &MountRow,
+    name: &str,
+    url_algo: Option<&str>,
+    p: &Params,
+) -> ApiResult<Reply> {
+    valid_key_name(name)?;
+    let ring = require(core, u, &key_id(mount, name)).await?;
+    let algo = algorithm(url_algo, p)?;
+    let top_version = p.u32("key_version")?;
+    batch(p, None, |item| {
+        let input = item
+            .base64("input")?
+            .ok_or_else(|| ApiError::bad("missing input for HMAC"))?;
+        let (mac, _) = ring.hmac(&input, algo, item.u32("key_version")?.or(top_version))?;
+        Ok(json!({ "hmac": mac }))
+    })
+}
+
+async fn verify(
+    core: &Core,
+    u: &Unsealed,
+    mount: &MountRow,
+    name: &str,
+    url_algo: Option<&str>,
+    p: &Params,
+) -> ApiResult<Reply> {
+    valid_key_name(name)?;
+    let ring = require(core, u, &key_id(mount, name)).await?;
+    let algo = algorithm(url_algo, p)?;
+    batch(p, None, |item| {
+        if item.str("signature")?.is_some() {
+            return Err(ApiError::bad(
+                "signatures need a signing key; this key type cannot sign",
+            ));
+        }
+        let input = item.base64("input")?.ok_or_else(|| ApiError::bad("missing input"))?;
+        let mac = item.str("hmac")?.ok_or_else(|| ApiError::bad("missing hmac"))?;
+        Ok(json!({ "valid": ring.verify_hmac(&input, mac, algo)? }))
+    })
+}

@@ -1,0 +1,421 @@
+//! The client commands: each parses its arguments and makes API calls.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::{Args, Subcommand, ValueEnum};
+use coffer_client::Client;
+use serde_json::{Value, json};
+
+/// Where and as whom to connect; `COFFER_*` first, then `VAULT_*`.
+#[derive(Args, Clone)]
+pub(crate) struct Conn {
+    /// Server address [env: COFFER_ADDR, VAULT_ADDR; default http://127.0.0.1:8200]
+    #[arg(long, global = true)]
+    address: Option<String>,
+    /// Token [env: COFFER_TOKEN, VAULT_TOKEN]
+    #[arg(long, global = true)]
+    token: Option<String>,
+    /// Tenant namespace [env: COFFER_NAMESPACE, VAULT_NAMESPACE]
+    #[arg(long, global = true)]
+    namespace: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+fn env2(a: &str, b: &str) -> Option<String> {
+    std::env::var(a)
+        .ok()
+        .or_else(|| std::env::var(b).ok())
+        .filter(|v| !v.is_empty())
+}
+
+impl Conn {
+    fn client(&self) -> anyhow::Result<Client> {
+        let addr = self
+            .address
+            .clone()
+            .or_else(|| env2("COFFER_ADDR", "VAULT_ADDR"))
+            .unwrap_or_else(|| "http://127.0.0.1:8200".into());
+        let token = self.token.clone().or_else(|| env2("COFFER_TOKEN", "VAULT_TOKEN"));
+        let ns = self
+            .namespace
+            .clone()
+            .or_else(|| env2("COFFER_NAMESPACE", "VAULT_NAMESPACE"));
+        Ok(Client::new(&addr, token)?.with_namespace(ns))
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ClientCommand {
+    /// Initialise, unseal, seal and inspect the server.
+    #[command(subcommand)]
+    Operator(Operator),
+    /// Manage transit keys.
+    #[command(subcommand)]
+    Key(Key),
+    /// Encrypt standard input with a transit key; prints the ciphertext.
+    Encrypt(Crypt),
+    /// Decrypt a ciphertext read from standard input; writes the plaintext.
+    Decrypt(Crypt),
+    /// Create, inspect and revoke tokens.
+    #[command(subcommand)]
+    Token(Token),
+    /// Write, read, list and delete ACL policies.
+    #[command(subcommand)]
+    Policy(Policy),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Operator {
+    /// Initialise: create the root key and split the unseal key into shares.
+    Init {
+        #[arg(long, default_value_t = 5)]
+        key_shares: u32,
+        #[arg(long, default_value_t = 3)]
+        key_threshold: u32,
+    },
+    /// Submit one unseal share (read from standard input if not given).
+    Unseal {
+        key: Option<String>,
+        /// Forget the shares submitted so far.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Seal: wipe the root key from memory; every data call answers 503 until unsealed.
+    Seal,
+    /// Show the seal status (exit 2 when sealed).
+    Status,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Key {
+    Create {
+        name: String,
+        #[arg(long = "type", default_value = "aes256-gcm96")]
+        key_type: String,
+        #[arg(long, default_value = "transit")]
+        mount: String,
+    },
+    List {
+        #[arg(long, default_value = "transit")]
+        mount: String,
+    },
+    Read {
+        name: String,
+        #[arg(long, default_value = "transit")]
+        mount: String,
+    },
+    Rotate {
+        name: String,
+        #[arg(long, default_value = "transit")]
+        mount: String,
+    },
+    /// Change a key's settings.
+    Config {
+        name: String,
+        #[arg(long)]
+        min_decryption_version: Option<u32>,
+        #[arg(long)]
+        min_encryption_version: Option<u32>,
+        #[arg(long)]
+        deletion_allowed: Option<bool>,
+        /// e.g. 2160h; 0 disables.
+        #[arg(long)]
+        auto_rotate_period: Option<String>,
+        #[arg(long, default_value = "transit")]
+        mount: String,
+    },
+    /// Delete a key (only if its config allows deletion).
+    Delete {
+        name: String,
+        #[arg(long, default_value = "transit")]
+        mount: String,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct Crypt {
+    key: String,
+    /// Associated data (text) the ciphertext is bound to.
+    #[arg(long)]
+    aad: Option<String>,
+    #[arg(long, default_value = "transit")]
+    mount: String,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Token {
+    Create {
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+        /// e.g. 1h
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Show the current token.
+    Lookup,
+    /// Revoke a token and its children (or by --accessor, or --self).
+    Revoke {
+        token: Option<String>,
+        #[arg(long, conflicts_with = "token")]
+        accessor: Option<String>,
+        #[arg(long = "self", conflicts_with_all = ["token", "accessor"])]
+        own: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Policy {
+    /// Write a policy from a file ("-" for standard input).
+    Write {
+        name: String,
+        file: PathBuf,
+    },
+    Read {
+        name: String,
+    },
+    List,
+    Delete {
+        name: String,
+    },
+}
+
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .context("reading standard input")?;
+    Ok(buf)
+}
+
+fn print(conn: &Conn, v: &Option<Value>) -> anyhow::Result<()> {
+    let Some(v) = v else { return Ok(()) };
+    if conn.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        return Ok(());
+    }
+    let body = match (v.get("data"), v.get("auth")) {
+        (Some(d), _) if !d.is_null() => d,
+        (_, Some(a)) if !a.is_null() => a,
+        _ => v,
+    };
+    match body {
+        Value::Object(m) => {
+            let width = m.keys().map(String::len).max().unwrap_or(0);
+            println!("{:width$}    Value\n{:width$}    -----", "Key", "---");
+            for (k, val) in m {
+                let shown = match val {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                println!("{k:width$}    {shown}");
+            }
+        }
+        other => println!("{other}"),
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(conn: Conn, cmd: ClientCommand) -> anyhow::Result<ExitCode> {
+    let c = conn.client()?;
+    match cmd {
+        ClientCommand::Operator(op) => return operator(&conn, &c, op).await,
+        ClientCommand::Key(k) => {
+            let r = match k {
+                Key::Create { name, key_type, mount } => {
+                    c.request(
+                        "POST",
+                        &format!("{mount}/keys/{name}"),
+                        Some(json!({ "type": key_type })),
+                    )
+                    .await?
+                }
+                Key::List { mount } => c.request("LIST", &format!("{mount}/keys"), None).await?,
+                Key::Read { name, mount } => c.request("GET", &format!("{mount}/keys/{name}"), None).await?,
+                Key::Rotate { name, mount } => c.request("POST", &format!("{mount}/keys/{name}/rotate"), None).await?,
+                Key::Config {
+                    name,
+                    min_decryption_version,
+                    min_encryption_version,
+                    deletion_allowed,
+                    auto_rotate_period,
+                    mount,
+                } => {
+                    let mut body = serde_json::Map::new();
+                    let mut set = |k: &str, v: Option<Value>| {
+                        if let Some(v) = v {
+                            body.insert(k.into(), v);
+                        }
+                    };
+                    set("min_decryption_version", min_decryption_version.map(Value::from));
+                    set("min_encryption_version", min_encryption_version.map(Value::from));
+                    set("deletion_allowed", deletion_allowed.map(Value::from));
+                    set("auto_rotate_period", auto_rotate_period.map(Value::from));
+                    c.request(
+                        "POST",
+                        &format!("{mount}/keys/{name}/config"),
+                        Some(Value::Object(body)),
+                    )
+                    .await?
+                }
+                Key::Delete { name, mount } => c.request("DELETE", &format!("{mount}/keys/{name}"), None).await?,
+            };
+            print(&conn, &r)?;
+        }
+        ClientCommand::Encrypt(a) => {
+            let pt = read_stdin()?;
+            let ct = c
+                .encrypt(&a.mount, &a.key, &pt, a.aad.as_ref().map(String::as_bytes))
+                .await?;
+            if conn.format == Format::Json {
+                println!("{}", json!({ "ciphertext": ct }));
+            } else {
+                println!("{ct}");
+            }
+        }
+        ClientCommand::Decrypt(a) => {
+            let input = read_stdin()?;
+            let ct = String::from_utf8(input).context("the ciphertext is not text")?;
+            let pt = c
+                .decrypt(&a.mount, &a.key, ct.trim(), a.aad.as_ref().map(String::as_bytes))
+                .await?;
+            if conn.format == Format::Json {
+                println!("{}", json!({ "plaintext": STANDARD.encode(&pt) }));
+            } else {
+                std::io::stdout().write_all(&pt)?;
+            }
+        }
+        ClientCommand::Token(t) => {
+            let r = match t {
+                Token::Create {
+                    policies,
+                    ttl,
+                    display_name,
+                } => {
+                    let mut body = json!({});
+                    if !policies.is_empty() {
+                        body["policies"] = json!(policies);
+                    }
+                    if let Some(t) = ttl {
+                        body["ttl"] = json!(t);
+                    }
+                    if let Some(d) = display_name {
+                        body["display_name"] = json!(d);
+                    }
+                    c.request("POST", "auth/token/create", Some(body)).await?
+                }
+                Token::Lookup => c.request("GET", "auth/token/lookup-self", None).await?,
+                Token::Revoke { token, accessor, own } => match (token, accessor, own) {
+                    (_, _, true) => c.request("POST", "auth/token/revoke-self", None).await?,
+                    (Some(t), _, _) => {
+                        c.request("POST", "auth/token/revoke", Some(json!({ "token": t })))
+                            .await?
+                    }
+                    (None, Some(a), _) => {
+                        c.request("POST", "auth/token/revoke-accessor", Some(json!({ "accessor": a })))
+                            .await?
+                    }
+                    (None, None, false) => bail!("name a token, --accessor A, or --self"),
+                },
+            };
+            print(&conn, &r)?;
+        }
+        ClientCommand::Policy(p) => {
+            let r = match p {
+                Policy::Write { name, file } => {
+                    let text = if file.as_os_str() == "-" {
+                        String::from_utf8(read_stdin()?).context("the policy is not UTF-8")?
+                    } else {
+                        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
+                    };
+                    c.request(
+                        "PUT",
+                        &format!("sys/policies/acl/{name}"),
+                        Some(json!({ "policy": text })),
+                    )
+                    .await?;
+                    eprintln!("Success! Uploaded policy: {name}");
+                    None
+                }
+                Policy::Read { name } => c.request("GET", &format!("sys/policies/acl/{name}"), None).await?,
+                Policy::List => c.request("LIST", "sys/policies/acl", None).await?,
+                Policy::Delete { name } => c.request("DELETE", &format!("sys/policies/acl/{name}"), None).await?,
+            };
+            print(&conn, &r)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn operator(conn: &Conn, c: &Client, op: Operator) -> anyhow::Result<ExitCode> {
+    let r = match op {
+        Operator::Init {
+            key_shares,
+            key_threshold,
+        } => {
+            let r = c
+                .request(
+                    "PUT",
+                    "sys/init",
+                    Some(json!({ "secret_shares": key_shares, "secret_threshold": key_threshold })),
+                )
+                .await?;
+            if conn.format == Format::Table {
+                if let Some(v) = &r {
+                    for (i, k) in v["keys_base64"].as_array().into_iter().flatten().enumerate() {
+                        println!("Unseal Key {}: {}", i + 1, k.as_str().unwrap_or_default());
+                    }
+                    println!("\nInitial Root Token: {}", v["root_token"].as_str().unwrap_or_default());
+                    println!(
+                        "\nThe server is initialised with {key_shares} key shares and a threshold of {key_threshold}.\n\
+                         Keep the shares apart: any {key_threshold} of them unseal the server."
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            r
+        }
+        Operator::Unseal { key, reset } => {
+            let body = if reset {
+                json!({ "reset": true })
+            } else {
+                let key = match key {
+                    Some(k) => k,
+                    None => String::from_utf8(read_stdin()?)
+                        .context("the share is not text")?
+                        .trim()
+                        .to_owned(),
+                };
+                json!({ "key": key })
+            };
+            c.request("PUT", "sys/unseal", Some(body)).await?
+        }
+        Operator::Seal => {
+            c.request("PUT", "sys/seal", None).await?;
+            eprintln!("Success! Coffer is sealed.");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Operator::Status => {
+            let r = c.request("GET", "sys/seal-status", None).await?;
+            print(conn, &r)?;
+            let sealed = r.as_ref().and_then(|v| v["sealed"].as_bool()).unwrap_or(true);
+            return Ok(if sealed { ExitCode::from(2) } else { ExitCode::SUCCESS });
+        }
+    };
+    print(conn, &r)?;
+    Ok(ExitCode::SUCCESS)
+}
