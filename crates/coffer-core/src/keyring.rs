@@ -29,8 +29,10 @@ impl KeyType {
     pub fn parse(s: &str) -> Result<Self, Error> {
         match s {
             "aes256-gcm96" => Ok(KeyType::Aes256Gcm96),
+            "aes128-gcm96" => Ok(KeyType::Aes128Gcm96),
+            "chacha20-poly1305" => Ok(KeyType::ChaCha20Poly1305),
             other => Err(Error::InvalidArgument(format!(
-                "unknown key type {other:?}; supported: aes256-gcm96"
+                "unknown key type {other:?}; supported: aes256-gcm96, aes128-gcm96, chacha20-poly1305"
             ))),
         }
     }

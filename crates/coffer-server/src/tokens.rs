@@ -116,7 +116,7 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, caller: &Caller, rest: &st
             let id = req.params.required_str("token")?;
             let row = live_token(core, u, id)
                 .await?
-                .ok_or_else(|| ApiError::bad("bad token"))?;
+                .ok_or(ApiError::PermissionDenied)?;
             Ok(Reply::Data(lookup_data(core, &row, Some(id))))
         }
         ("lookup-accessor", Write) => {
@@ -128,13 +128,13 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, caller: &Caller, rest: &st
                 .ok_or_else(|| ApiError::bad("invalid accessor"))?;
             Ok(Reply::Data(lookup_data(core, &row, None)))
         }
-        ("renew-self", Write) => renew(core, &caller.token, &req).await,
+        ("renew-self", Write) => renew(core, &caller.token, &caller.token_id, &req).await,
         ("renew", Write) => {
             let id = req.params.required_str("token")?;
             let row = live_token(core, u, id)
                 .await?
-                .ok_or_else(|| ApiError::bad("bad token"))?;
-            renew(core, &row, &req).await
+                .ok_or(ApiError::PermissionDenied)?;
+            renew(core, &row, id, &req).await
         }
         ("revoke-self", Write) => {
             let _w = core.write.lock().await;
@@ -292,7 +292,7 @@ async fn create(core: &Core, u: &Unsealed, caller: &Caller, req: &Request, orpha
     })))
 }
 
-async fn renew(core: &Core, row: &TokenRow, req: &Request) -> ApiResult<Reply> {
+async fn renew(core: &Core, row: &TokenRow, token_id: &str, req: &Request) -> ApiResult<Reply> {
     if !row.renewable || row.expires.is_none() {
         return Err(ApiError::bad("lease is not renewable"));
     }
@@ -314,7 +314,7 @@ async fn renew(core: &Core, row: &TokenRow, req: &Request) -> ApiResult<Reply> {
     }
     let policies = policies_of(row);
     Ok(Reply::Auth(json!({
-        "client_token": "",
+        "client_token": token_id,
         "accessor": row.accessor,
         "policies": policies,
         "token_policies": policies,

@@ -419,7 +419,6 @@ async fn encrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Pa
         refuse_unsupported(item)?;
         let pt = Plaintext::new(
             item.base64("plaintext")?
-                .filter(|v| !v.is_empty())
                 .ok_or_else(|| ApiError::bad("missing plaintext to encrypt"))?,
         );
         let (ct, v) = ring.encrypt(pt.as_bytes(), &aad(item)?, item.u32("key_version")?)?;
