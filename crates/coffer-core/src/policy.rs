@@ -192,10 +192,8 @@ impl Policy {
 }
 
 fn validate_pattern(p: &str) -> Result<(), Error> {
-    if let Some(i) = p.find('*') {
-        if i != p.len() - 1 {
-            return Err(Error::Policy(format!("path {p:?}: '*' is only allowed at the end")));
-        }
+    if p.find('*').is_some_and(|i| i != p.len() - 1) {
+        return Err(Error::Policy(format!("path {p:?}: '*' is only allowed at the end")));
     }
     Ok(())
 }

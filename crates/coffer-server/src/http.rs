@@ -141,17 +141,10 @@ fn parse_request(
     if path.is_empty() || path.len() > 1024 || path.split('/').any(|s| s == "." || s == "..") || path.contains("//") {
         return Err(ApiError::UnsupportedPath);
     }
-    let query: HashMap<String, String> = uri
-        .query()
-        .map(|q| {
-            q.split('&')
-                .filter_map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    Some((k.to_owned(), v.to_owned()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let query: HashMap<String, String> = match uri.query() {
+        None => HashMap::new(),
+        Some(q) => serde_urlencoded::from_str(q).map_err(|_| ApiError::bad("malformed query string"))?,
+    };
     let list_query = query.get("list").is_some_and(|v| v == "true" || v == "1");
     let op = match method.as_str() {
         "GET" | "HEAD" if list_query => Operation::List,

@@ -243,7 +243,7 @@ async fn create(core: &Core, u: &Unsealed, caller: &Caller, req: &Request, orpha
     };
     let now = core.now();
     let id = match custom_id {
-        Some(id) if id.is_empty() => return Err(ApiError::bad("token id cannot be empty")),
+        Some("") => return Err(ApiError::bad("token id cannot be empty")),
         Some(id) => Zeroizing::new(id.to_owned()),
         None => new_token_id()?,
     };

@@ -1,0 +1,167 @@
+//! Starts the real `coffer` binary on a free loopback port and talks to it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    pub root_token: Option<String>,
+    pub unseal_key: Option<String>,
+    http: reqwest::Client,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_coffer")
+}
+
+impl Server {
+    /// `coffer server --dev` with root token "root".
+    pub fn dev() -> Self {
+        Self::spawn(&["server", "--dev", "--dev-root-token-id=root", "--dev-listen-address=127.0.0.1:0"])
+    }
+
+    /// `coffer server --config` over `data_dir`, on a free port.
+    pub fn with_config(data_dir: &Path) -> Self {
+        let port = 0;
+        let cfg = data_dir.with_extension("toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[storage]\npath = {:?}\n[listener]\naddress = \"127.0.0.1:{port}\"\ntls_disable = true\n",
+                data_dir.display().to_string()
+            ),
+        )
+        .unwrap();
+        Self::spawn(&["server", "--config", cfg.to_str().unwrap()])
+    }
+
+    fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(bin())
+            .args(args)
+            .env("COFFER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start coffer");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut addr, mut root_token, mut unseal_key) = (None, None, None);
+        while let Some(Ok(line)) = lines.next() {
+            if let Some(rest) = line.split("http://").nth(1) {
+                addr.get_or_insert_with(|| rest.split(['\'', ' ']).next().unwrap().to_owned());
+            }
+            if let Some(t) = line.strip_prefix("Root Token: ") {
+                root_token = Some(t.to_owned());
+            }
+            if let Some(k) = line.strip_prefix("Unseal Key: ") {
+                unseal_key = Some(k.to_owned());
+            }
+            if line.contains("listening on") || line.starts_with("The transit engine") {
+                break;
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let addr = format!("http://{}", addr.expect("server printed its address"));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        Server { child, addr, root_token, unseal_key, http }
+    }
+
+    /// Sends a request; returns status and JSON body (Null when empty).
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        self.raw(method, path, token, body.map(|b| b.to_string().into_bytes()), &[]).await
+    }
+
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut rb = self.http.request(m, format!("{}/v1/{}", self.addr, path));
+        if let Some(t) = token {
+            rb = rb.header("X-Vault-Token", t);
+        }
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        if let Some(b) = body {
+            rb = rb.header("Content-Type", "application/json").body(b);
+        }
+        let resp = rb.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        let v = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        (status, v)
+    }
+
+    pub async fn root(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let t = self.root_token.clone().unwrap_or_else(|| "root".into());
+        self.call(method, path, Some(&t), body).await
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait: the graceful path.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn b64(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+pub fn unb64(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+pub fn errors(v: &Value) -> String {
+    v["errors"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")).unwrap_or_default()
+}
+
+/// Every file under `dir`, concatenated, for "is this secret anywhere on disk?" checks.
+pub fn all_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = vec![dir.to_owned()];
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        } else if let Ok(b) = std::fs::read(&p) {
+            out.extend(b);
+        }
+    }
+    out
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
