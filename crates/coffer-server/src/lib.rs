@@ -65,6 +65,12 @@ pub async fn dev_init(core: &Core, root_token_id: Option<&str>) -> Result<DevCre
     })
 }
 
+/// The HTTP API as an axum router (for in-process tests and fuzzing); it
+/// expects `ConnectInfo<SocketAddr>`, which [`serve`] provides.
+pub fn app(core: Arc<Core>) -> axum::Router {
+    http::router(core)
+}
+
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     core: Arc<Core>,
