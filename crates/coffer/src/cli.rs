@@ -170,10 +170,12 @@ pub(crate) enum Token {
     Lookup,
     /// Revoke a token and its children (or by --accessor, or --self).
     Revoke {
-        token: Option<String>,
-        #[arg(long, conflicts_with = "token")]
+        /// The token to revoke.
+        #[arg(value_name = "TOKEN")]
+        target: Option<String>,
+        #[arg(long, conflicts_with = "target")]
         accessor: Option<String>,
-        #[arg(long = "self", conflicts_with_all = ["token", "accessor"])]
+        #[arg(long = "self", conflicts_with_all = ["target", "accessor"])]
         own: bool,
     },
 }
@@ -319,7 +321,7 @@ pub(crate) async fn run(conn: Conn, cmd: ClientCommand) -> anyhow::Result<ExitCo
                     c.request("POST", "auth/token/create", Some(body)).await?
                 }
                 Token::Lookup => c.request("GET", "auth/token/lookup-self", None).await?,
-                Token::Revoke { token, accessor, own } => match (token, accessor, own) {
+                Token::Revoke { target, accessor, own } => match (target, accessor, own) {
                     (_, _, true) => c.request("POST", "auth/token/revoke-self", None).await?,
                     (Some(t), _, _) => {
                         c.request("POST", "auth/token/revoke", Some(json!({ "token": t })))
