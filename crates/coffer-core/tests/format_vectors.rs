@@ -31,7 +31,10 @@ fn ring(key_type: KeyType, key: &[u8]) -> Keyring {
         auto_rotate_period: 0,
         version_created: BTreeMap::from([(1, 0)]),
     };
-    let keys = VersionKeys { encryption: Key256::from_slice(key).unwrap(), hmac: Key256::from_bytes([0; 32]) };
+    let keys = VersionKeys {
+        encryption: Key256::from_slice(key).unwrap(),
+        hmac: Key256::from_bytes([0; 32]),
+    };
     Keyring::from_parts(config, BTreeMap::from([(1, keys)]))
 }
 

@@ -114,9 +114,7 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, caller: &Caller, rest: &st
         ("lookup-self", Read | Write) => Ok(Reply::Data(lookup_data(core, &caller.token, Some(&caller.token_id)))),
         ("lookup", Read | Write) => {
             let id = req.params.required_str("token")?;
-            let row = live_token(core, u, id)
-                .await?
-                .ok_or(ApiError::PermissionDenied)?;
+            let row = live_token(core, u, id).await?.ok_or(ApiError::PermissionDenied)?;
             Ok(Reply::Data(lookup_data(core, &row, Some(id))))
         }
         ("lookup-accessor", Write) => {
@@ -131,9 +129,7 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, caller: &Caller, rest: &st
         ("renew-self", Write) => renew(core, &caller.token, &caller.token_id, &req).await,
         ("renew", Write) => {
             let id = req.params.required_str("token")?;
-            let row = live_token(core, u, id)
-                .await?
-                .ok_or(ApiError::PermissionDenied)?;
+            let row = live_token(core, u, id).await?.ok_or(ApiError::PermissionDenied)?;
             renew(core, &row, id, &req).await
         }
         ("revoke-self", Write) => {

@@ -38,21 +38,40 @@ fn encrypt_decrypt_keys_tokens_policies() {
     assert_eq!(ok(&pt).as_bytes(), b"card 4111\n");
     let wrong = coffer(&s, &["decrypt", "orders", "--aad", "row=2"], ct.as_bytes());
     assert!(!wrong.status.success());
-    assert!(String::from_utf8_lossy(&wrong.stderr).contains("400"), "{}", String::from_utf8_lossy(&wrong.stderr));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("400"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
 
-    ok(&coffer(&s, &["key", "create", "users", "--type", "chacha20-poly1305"], b""));
+    ok(&coffer(
+        &s,
+        &["key", "create", "users", "--type", "chacha20-poly1305"],
+        b"",
+    ));
     ok(&coffer(&s, &["key", "rotate", "users"], b""));
     let read: Value = serde_json::from_str(&ok(&coffer(&s, &["-format=json", "key", "read", "users"], b""))).unwrap();
     assert_eq!(read["data"]["latest_version"], 2);
     assert_eq!(read["data"]["type"], "chacha20-poly1305");
-    ok(&coffer(&s, &["key", "config", "users", "--min-decryption-version", "2"], b""));
+    ok(&coffer(
+        &s,
+        &["key", "config", "users", "--min-decryption-version", "2"],
+        b"",
+    ));
     let list: Value = serde_json::from_str(&ok(&coffer(&s, &["--format", "json", "key", "list"], b""))).unwrap();
     assert_eq!(list["data"]["keys"], serde_json::json!(["orders", "users"]));
 
-    ok(&coffer(&s, &["policy", "write", "enc", "-"], br#"path "transit/encrypt/*" { capabilities = ["update"] }"#));
-    let tok: Value =
-        serde_json::from_str(&ok(&coffer(&s, &["-format=json", "token", "create", "--policy", "enc", "--ttl", "1h"], b"")))
-            .unwrap();
+    ok(&coffer(
+        &s,
+        &["policy", "write", "enc", "-"],
+        br#"path "transit/encrypt/*" { capabilities = ["update"] }"#,
+    ));
+    let tok: Value = serde_json::from_str(&ok(&coffer(
+        &s,
+        &["-format=json", "token", "create", "--policy", "enc", "--ttl", "1h"],
+        b"",
+    )))
+    .unwrap();
     let t = tok["auth"]["client_token"].as_str().unwrap();
     assert_eq!(tok["auth"]["policies"], serde_json::json!(["default", "enc"]));
     let as_child = Command::new(bin())
@@ -69,7 +88,11 @@ fn encrypt_decrypt_keys_tokens_policies() {
     assert_eq!(status.status.code(), Some(0));
     assert!(ok(&status).contains("sealed"));
     ok(&coffer(&s, &["operator", "seal"], b""));
-    assert_eq!(coffer(&s, &["operator", "status"], b"").status.code(), Some(2), "exit 2 when sealed");
+    assert_eq!(
+        coffer(&s, &["operator", "status"], b"").status.code(),
+        Some(2),
+        "exit 2 when sealed"
+    );
     let key = s.unseal_key.clone().unwrap();
     ok(&coffer(&s, &["operator", "unseal"], key.as_bytes()));
     assert_eq!(coffer(&s, &["operator", "status"], b"").status.code(), Some(0));
@@ -79,10 +102,20 @@ fn encrypt_decrypt_keys_tokens_policies() {
 fn operator_init_on_a_fresh_server() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::with_config(&dir.path().join("d"));
-    let out = ok(&coffer(&s, &["operator", "init", "--key-shares", "3", "--key-threshold", "2"], b""));
-    let shares: Vec<&str> = out.lines().filter_map(|l| l.split(": ").nth(1).filter(|_| l.starts_with("Unseal Key"))).collect();
+    let out = ok(&coffer(
+        &s,
+        &["operator", "init", "--key-shares", "3", "--key-threshold", "2"],
+        b"",
+    ));
+    let shares: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1).filter(|_| l.starts_with("Unseal Key")))
+        .collect();
     assert_eq!(shares.len(), 3, "{out}");
-    assert_eq!(coffer(&s, &["operator", "unseal", shares[0]], b"").status.code(), Some(0));
+    assert_eq!(
+        coffer(&s, &["operator", "unseal", shares[0]], b"").status.code(),
+        Some(0)
+    );
     assert_eq!(coffer(&s, &["operator", "status"], b"").status.code(), Some(2));
     ok(&coffer(&s, &["operator", "unseal", shares[2]], b""));
     assert_eq!(coffer(&s, &["operator", "status"], b"").status.code(), Some(0));
@@ -92,10 +125,24 @@ fn operator_init_on_a_fresh_server() {
 fn bad_config_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, "[storage]\npath = \"/tmp/x\"\n[listener]\naddress = \"0.0.0.0:8200\"\ntls_disable = true\n").unwrap();
-    let o = Command::new(bin()).args(["server", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    std::fs::write(
+        &cfg,
+        "[storage]\npath = \"/tmp/x\"\n[listener]\naddress = \"0.0.0.0:8200\"\ntls_disable = true\n",
+    )
+    .unwrap();
+    let o = Command::new(bin())
+        .args(["server", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("non-loopback"), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = Command::new(bin()).args(["server", "--config", "/nonexistent.toml"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("non-loopback"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = Command::new(bin())
+        .args(["server", "--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
 }

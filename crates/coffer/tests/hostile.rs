@@ -24,7 +24,9 @@ async fn snapshot(s: &Server) -> Value {
 #[tokio::test]
 async fn malformed_requests_get_4xx_and_change_nothing() {
     let s = Server::dev();
-    let (_, v) = s.root("POST", "transit/encrypt/k", Some(json!({ "plaintext": b64(b"x") }))).await;
+    let (_, v) = s
+        .root("POST", "transit/encrypt/k", Some(json!({ "plaintext": b64(b"x") })))
+        .await;
     let ct = v["data"]["ciphertext"].as_str().unwrap().to_owned();
     let before = snapshot(&s).await;
 
@@ -34,34 +36,149 @@ async fn malformed_requests_get_4xx_and_change_nothing() {
         ("POST", "transit/encrypt/k".into(), b"[1,2,3]".to_vec(), vec![]),
         ("POST", "transit/encrypt/k".into(), b"\"str\"".to_vec(), vec![]),
         ("POST", "transit/encrypt/k".into(), vec![0xff, 0xfe, b'{', b'}'], vec![]),
-        ("POST", "transit/encrypt/k".into(), br#"{"plaintext": 5}"#.to_vec(), vec![]),
-        ("POST", "transit/encrypt/k".into(), br#"{"plaintext": "@@@"}"#.to_vec(), vec![]),
-        ("POST", "transit/encrypt/k".into(), br#"{"plaintext": "eA==", "key_version": "x"}"#.to_vec(), vec![]),
-        ("POST", "transit/encrypt/k".into(), br#"{"plaintext": "eA==", "key_version": -1}"#.to_vec(), vec![]),
-        ("POST", "transit/encrypt/k".into(), br#"{"plaintext": "eA==", "key_version": 99}"#.to_vec(), vec![]),
-        ("POST", "transit/encrypt/k".into(), br#"{"plaintext": "eA==", "associated_data": 1}"#.to_vec(), vec![]),
-        ("POST", "transit/encrypt/k".into(), br#"{"plaintext": "eA==", "context": "Zm9v"}"#.to_vec(), vec![]),
-        ("POST", "transit/encrypt/k".into(), br#"{"batch_input": {}}"#.to_vec(), vec![]),
-        ("POST", "transit/encrypt/k".into(), br#"{"batch_input": "x"}"#.to_vec(), vec![]),
-        ("POST", "transit/encrypt/k".into(), format!(r#"{{"plaintext": "{big}"}}"#).into_bytes(), vec![]),
-        ("POST", "transit/decrypt/k".into(), br#"{"ciphertext": ["a"]}"#.to_vec(), vec![]),
-        ("POST", "transit/decrypt/k".into(), format!(r#"{{"ciphertext": "{ct}x"}}"#).into_bytes(), vec![]),
-        ("POST", "transit/rewrap/k".into(), br#"{"ciphertext": "vault:v1:"}"#.to_vec(), vec![]),
-        ("POST", "transit/keys/k/config".into(), br#"{"min_decryption_version": 1e99}"#.to_vec(), vec![]),
-        ("POST", "transit/keys/k/config".into(), br#"{"min_decryption_version": 4294967296}"#.to_vec(), vec![]),
-        ("POST", "transit/keys/k/config".into(), br#"{"deletion_allowed": {}}"#.to_vec(), vec![]),
-        ("POST", "transit/keys/k/trim".into(), br#"{"min_available_version": "two"}"#.to_vec(), vec![]),
+        (
+            "POST",
+            "transit/encrypt/k".into(),
+            br#"{"plaintext": 5}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/encrypt/k".into(),
+            br#"{"plaintext": "@@@"}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/encrypt/k".into(),
+            br#"{"plaintext": "eA==", "key_version": "x"}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/encrypt/k".into(),
+            br#"{"plaintext": "eA==", "key_version": -1}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/encrypt/k".into(),
+            br#"{"plaintext": "eA==", "key_version": 99}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/encrypt/k".into(),
+            br#"{"plaintext": "eA==", "associated_data": 1}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/encrypt/k".into(),
+            br#"{"plaintext": "eA==", "context": "Zm9v"}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/encrypt/k".into(),
+            br#"{"batch_input": {}}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/encrypt/k".into(),
+            br#"{"batch_input": "x"}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/encrypt/k".into(),
+            format!(r#"{{"plaintext": "{big}"}}"#).into_bytes(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/decrypt/k".into(),
+            br#"{"ciphertext": ["a"]}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/decrypt/k".into(),
+            format!(r#"{{"ciphertext": "{ct}x"}}"#).into_bytes(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/rewrap/k".into(),
+            br#"{"ciphertext": "vault:v1:"}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/keys/k/config".into(),
+            br#"{"min_decryption_version": 1e99}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/keys/k/config".into(),
+            br#"{"min_decryption_version": 4294967296}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/keys/k/config".into(),
+            br#"{"deletion_allowed": {}}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "transit/keys/k/trim".into(),
+            br#"{"min_available_version": "two"}"#.to_vec(),
+            vec![],
+        ),
         ("POST", "transit/keys/..".into(), vec![], vec![]),
         ("POST", "transit/keys/a%2Fb".into(), vec![], vec![]),
         ("POST", format!("transit/keys/{}", "n".repeat(300)), vec![], vec![]),
         ("GET", "transit//keys".into(), vec![], vec![]),
         ("BREW", "transit/keys/k".into(), vec![], vec![]),
-        ("POST", "sys/mounts/x".into(), br#"{"type": ["transit"]}"#.to_vec(), vec![]),
-        ("POST", "sys/policies/acl/x".into(), br#"{"policy": 1}"#.to_vec(), vec![]),
-        ("POST", "auth/token/create".into(), br#"{"policies": [1]}"#.to_vec(), vec![]),
-        ("POST", "auth/token/create".into(), br#"{"meta": {"a": 1}}"#.to_vec(), vec![]),
-        ("POST", "auth/token/create".into(), br#"{"num_uses": -3}"#.to_vec(), vec![]),
-        ("GET", "transit/keys/k".into(), vec![], vec![("X-Vault-Namespace", "nobody")]),
+        (
+            "POST",
+            "sys/mounts/x".into(),
+            br#"{"type": ["transit"]}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "sys/policies/acl/x".into(),
+            br#"{"policy": 1}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "auth/token/create".into(),
+            br#"{"policies": [1]}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "auth/token/create".into(),
+            br#"{"meta": {"a": 1}}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "POST",
+            "auth/token/create".into(),
+            br#"{"num_uses": -3}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "GET",
+            "transit/keys/k".into(),
+            vec![],
+            vec![("X-Vault-Namespace", "nobody")],
+        ),
     ];
     let n = cases.len();
     for (method, path, body, headers) in cases {
@@ -74,7 +191,11 @@ async fn malformed_requests_get_4xx_and_change_nothing() {
             assert!(!common::errors(&v).is_empty(), "{method} {path}: no error message: {v}");
         }
     }
-    assert_eq!(snapshot(&s).await, before, "a refused request changed state ({n} cases)");
+    assert_eq!(
+        snapshot(&s).await,
+        before,
+        "a refused request changed state ({n} cases)"
+    );
     assert_eq!(s.call("GET", "sys/health", None, None).await.0, 200);
 }
 
@@ -84,9 +205,19 @@ async fn dot_segments_are_refused_on_the_wire() {
     use std::io::{Read, Write};
     let s = Server::dev();
     let hostport = s.addr.trim_start_matches("http://").to_owned();
-    for path in ["/v1/transit/../sys/mounts", "/v1/transit/%2E%2E/sys/mounts", "/v1/./sys/mounts", "/v1/transit/keys/..", "/v1//sys/mounts"] {
+    for path in [
+        "/v1/transit/../sys/mounts",
+        "/v1/transit/%2E%2E/sys/mounts",
+        "/v1/./sys/mounts",
+        "/v1/transit/keys/..",
+        "/v1//sys/mounts",
+    ] {
         let mut c = std::net::TcpStream::connect(&hostport).unwrap();
-        write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nX-Vault-Token: root\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nX-Vault-Token: root\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut resp = String::new();
         c.read_to_string(&mut resp).unwrap();
         let status = resp.split_whitespace().nth(1).unwrap_or("");
@@ -94,7 +225,8 @@ async fn dot_segments_are_refused_on_the_wire() {
     }
     // A token header that is not text is refused, not guessed at.
     let mut c = std::net::TcpStream::connect(&hostport).unwrap();
-    c.write_all(b"GET /v1/transit/keys HTTP/1.1\r\nHost: x\r\nX-Vault-Token: r\xffoot\r\nConnection: close\r\n\r\n").unwrap();
+    c.write_all(b"GET /v1/transit/keys HTTP/1.1\r\nHost: x\r\nX-Vault-Token: r\xffoot\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut resp = Vec::new();
     c.read_to_end(&mut resp).unwrap();
     assert!(resp.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&resp));

@@ -6,13 +6,29 @@ use common::{Server, all_bytes, b64, contains, errors, unb64};
 use serde_json::{Value, json};
 
 async fn init(s: &Server, n: u32, t: u32) -> (Vec<String>, String) {
-    let (st, v) = s.call("PUT", "sys/init", None, Some(json!({ "secret_shares": n, "secret_threshold": t }))).await;
+    let (st, v) = s
+        .call(
+            "PUT",
+            "sys/init",
+            None,
+            Some(json!({ "secret_shares": n, "secret_threshold": t })),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
-    let keys: Vec<String> = v["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_owned()).collect();
+    let keys: Vec<String> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
     let b64s: Vec<&Value> = v["keys_base64"].as_array().unwrap().iter().collect();
     assert_eq!(keys.len(), n as usize);
     for (h, b) in keys.iter().zip(b64s) {
-        assert_eq!(hex::decode(h).unwrap(), unb64(b.as_str().unwrap()), "hex and base64 shares are the same bytes");
+        assert_eq!(
+            hex::decode(h).unwrap(),
+            unb64(b.as_str().unwrap()),
+            "hex and base64 shares are the same bytes"
+        );
     }
     (keys, v["root_token"].as_str().unwrap().to_owned())
 }
@@ -29,20 +45,59 @@ async fn init_unseal_seal_restart() {
     let data = dir.path().join("data");
     let s = Server::with_config(&data);
     assert_eq!(s.call("GET", "sys/health", None, None).await.0, 501);
-    assert_eq!(s.call("GET", "sys/init", None, None).await.1, json!({ "initialized": false }));
-    assert_eq!(s.call("PUT", "sys/unseal", None, Some(json!({ "key": "00" }))).await.0, 400);
-    for bad in [json!({ "secret_shares": 3, "secret_threshold": 4 }), json!({ "secret_shares": 0, "secret_threshold": 0 }), json!({})] {
+    assert_eq!(
+        s.call("GET", "sys/init", None, None).await.1,
+        json!({ "initialized": false })
+    );
+    assert_eq!(
+        s.call("PUT", "sys/unseal", None, Some(json!({ "key": "00" }))).await.0,
+        400
+    );
+    for bad in [
+        json!({ "secret_shares": 3, "secret_threshold": 4 }),
+        json!({ "secret_shares": 0, "secret_threshold": 0 }),
+        json!({}),
+    ] {
         assert_eq!(s.call("PUT", "sys/init", None, Some(bad)).await.0, 400);
     }
     let (keys, root) = init(&s, 5, 3).await;
-    assert_eq!(s.call("PUT", "sys/init", None, Some(json!({ "secret_shares": 1, "secret_threshold": 1 }))).await.0, 400);
-    assert_eq!(s.call("GET", "sys/health", None, None).await.0, 503, "initialised but sealed");
-    let (st, v) = s.call("POST", "transit/encrypt/k", Some(&root), Some(json!({ "plaintext": b64(b"x") }))).await;
+    assert_eq!(
+        s.call(
+            "PUT",
+            "sys/init",
+            None,
+            Some(json!({ "secret_shares": 1, "secret_threshold": 1 }))
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        s.call("GET", "sys/health", None, None).await.0,
+        503,
+        "initialised but sealed"
+    );
+    let (st, v) = s
+        .call(
+            "POST",
+            "transit/encrypt/k",
+            Some(&root),
+            Some(json!({ "plaintext": b64(b"x") })),
+        )
+        .await;
     assert_eq!((st, errors(&v).as_str()), (503, "Vault is sealed"));
 
     // Two of three shares: still sealed. The same share twice does not count twice.
     let v = unseal(&s, &keys[0]).await;
-    assert_eq!((v["sealed"].as_bool(), v["progress"].as_u64(), v["t"].as_u64(), v["n"].as_u64()), (Some(true), Some(1), Some(3), Some(5)));
+    assert_eq!(
+        (
+            v["sealed"].as_bool(),
+            v["progress"].as_u64(),
+            v["t"].as_u64(),
+            v["n"].as_u64()
+        ),
+        (Some(true), Some(1), Some(3), Some(5))
+    );
     assert_eq!(unseal(&s, &keys[0]).await["progress"], 1);
     let v = unseal(&s, &b64(&hex::decode(&keys[3]).unwrap())).await;
     assert_eq!((v["sealed"].as_bool(), v["progress"].as_u64()), (Some(true), Some(2)));
@@ -51,10 +106,24 @@ async fn init_unseal_seal_restart() {
     assert_eq!(s.call("GET", "sys/health", None, None).await.0, 200);
 
     let canary = b"canary-4111-1111-1111-1111";
-    let (st, v) = s.call("POST", "transit/encrypt/k", Some(&root), Some(json!({ "plaintext": b64(canary) }))).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            "transit/encrypt/k",
+            Some(&root),
+            Some(json!({ "plaintext": b64(canary) })),
+        )
+        .await;
     assert_eq!(st, 200);
     let ct = v["data"]["ciphertext"].as_str().unwrap().to_owned();
-    let (st, v) = s.call("POST", "auth/token/create", Some(&root), Some(json!({ "policies": ["p"] }))).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            "auth/token/create",
+            Some(&root),
+            Some(json!({ "policies": ["p"] })),
+        )
+        .await;
     assert_eq!(st, 200);
     let child = v["auth"]["client_token"].as_str().unwrap().to_owned();
 
@@ -63,7 +132,17 @@ async fn init_unseal_seal_restart() {
     assert_eq!(s.call("PUT", "sys/seal", None, None).await.0, 403);
     assert_eq!(s.call("PUT", "sys/seal", Some(&root), None).await.0, 204);
     assert_eq!(s.call("GET", "sys/health", None, None).await.0, 503);
-    assert_eq!(s.call("POST", "transit/decrypt/k", Some(&root), Some(json!({ "ciphertext": ct }))).await.0, 503);
+    assert_eq!(
+        s.call(
+            "POST",
+            "transit/decrypt/k",
+            Some(&root),
+            Some(json!({ "ciphertext": ct }))
+        )
+        .await
+        .0,
+        503
+    );
     assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&root), None).await.0, 503);
     s.stop();
 
@@ -71,16 +150,29 @@ async fn init_unseal_seal_restart() {
     let disk = all_bytes(&data);
     assert!(!disk.is_empty());
     assert!(!contains(&disk, canary), "plaintext canary found on disk");
-    assert!(!contains(&disk, root.as_bytes()) && !contains(&disk, child.as_bytes()), "a token id is on disk");
+    assert!(
+        !contains(&disk, root.as_bytes()) && !contains(&disk, child.as_bytes()),
+        "a token id is on disk"
+    );
 
     // Restart: sealed; a different subset of shares unseals; everything is still there.
     let s = Server::with_config(&data);
     let (_, v) = s.call("GET", "sys/seal-status", None, None).await;
-    assert_eq!((v["sealed"].as_bool(), v["t"].as_u64(), v["initialized"].as_bool()), (Some(true), Some(3), Some(true)));
+    assert_eq!(
+        (v["sealed"].as_bool(), v["t"].as_u64(), v["initialized"].as_bool()),
+        (Some(true), Some(3), Some(true))
+    );
     for k in [&keys[1], &keys[2], &keys[3]] {
         unseal(&s, k).await;
     }
-    let (st, v) = s.call("POST", "transit/decrypt/k", Some(&root), Some(json!({ "ciphertext": ct }))).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            "transit/decrypt/k",
+            Some(&root),
+            Some(json!({ "ciphertext": ct })),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(unb64(v["data"]["plaintext"].as_str().unwrap()), canary);
     assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&child), None).await.0, 200);
@@ -94,15 +186,31 @@ async fn wrong_shares_reset_progress_and_unseal_nothing() {
     let mut forged = hex::decode(&keys[1]).unwrap();
     forged[5] ^= 0xff;
     unseal(&s, &keys[0]).await;
-    let (st, v) = s.call("PUT", "sys/unseal", None, Some(json!({ "key": hex::encode(&forged) }))).await;
+    let (st, v) = s
+        .call("PUT", "sys/unseal", None, Some(json!({ "key": hex::encode(&forged) })))
+        .await;
     assert_eq!(st, 400, "{v}");
     let (_, v) = s.call("GET", "sys/seal-status", None, None).await;
     assert_eq!((v["sealed"].as_bool(), v["progress"].as_u64()), (Some(true), Some(0)));
-    for bad in [json!({ "key": "zz-not-a-key" }), json!({ "key": "abcd" }), json!({}), json!({ "key": 5 })] {
-        assert_eq!(s.call("PUT", "sys/unseal", None, Some(bad.clone())).await.0, 400, "{bad}");
+    for bad in [
+        json!({ "key": "zz-not-a-key" }),
+        json!({ "key": "abcd" }),
+        json!({}),
+        json!({ "key": 5 }),
+    ] {
+        assert_eq!(
+            s.call("PUT", "sys/unseal", None, Some(bad.clone())).await.0,
+            400,
+            "{bad}"
+        );
     }
     assert_eq!(unseal(&s, &keys[0]).await["progress"], 1);
-    assert_eq!(s.call("PUT", "sys/unseal", None, Some(json!({ "reset": true }))).await.1["progress"], 0);
+    assert_eq!(
+        s.call("PUT", "sys/unseal", None, Some(json!({ "reset": true })))
+            .await
+            .1["progress"],
+        0
+    );
     unseal(&s, &keys[2]).await;
     assert_eq!(unseal(&s, &keys[1]).await["sealed"], false);
 }
@@ -112,11 +220,21 @@ async fn health_answers_vault_shapes_and_codes() {
     let s = Server::dev();
     let (st, v) = s.call("GET", "sys/health", None, None).await;
     assert_eq!(st, 200);
-    assert_eq!((v["initialized"].as_bool(), v["sealed"].as_bool(), v["standby"].as_bool()), (Some(true), Some(false), Some(false)));
+    assert_eq!(
+        (
+            v["initialized"].as_bool(),
+            v["sealed"].as_bool(),
+            v["standby"].as_bool()
+        ),
+        (Some(true), Some(false), Some(false))
+    );
     let (st, _) = s.call("GET", "sys/health?activecode=299", None, None).await;
     assert_eq!(st, 299);
     let (st, v) = s.call("GET", "sys/seal-status", None, None).await;
-    assert_eq!((st, v["type"].as_str(), v["n"].as_u64()), (200, Some("shamir"), Some(1)));
+    assert_eq!(
+        (st, v["type"].as_str(), v["n"].as_u64()),
+        (200, Some("shamir"), Some(1))
+    );
     let (st, v) = s.call("GET", "sys/nothing", Some("root"), None).await;
     assert_eq!((st, v["errors"].is_array()), (404, true));
     let (st, _) = s.call("GET", "not-v1", Some("root"), None).await;

@@ -8,11 +8,20 @@ use serde_json::{Value, json};
 async fn token(s: &Server, body: Value) -> (String, String) {
     let (st, v) = s.root("POST", "auth/token/create", Some(body)).await;
     assert_eq!(st, 200, "{v}");
-    (v["auth"]["client_token"].as_str().unwrap().to_owned(), v["auth"]["accessor"].as_str().unwrap().to_owned())
+    (
+        v["auth"]["client_token"].as_str().unwrap().to_owned(),
+        v["auth"]["accessor"].as_str().unwrap().to_owned(),
+    )
 }
 
 async fn policy(s: &Server, name: &str, hcl: &str) {
-    let (st, v) = s.root("PUT", &format!("sys/policies/acl/{name}"), Some(json!({ "policy": hcl }))).await;
+    let (st, v) = s
+        .root(
+            "PUT",
+            &format!("sys/policies/acl/{name}"),
+            Some(json!({ "policy": hcl })),
+        )
+        .await;
     assert_eq!(st, 204, "{v}");
 }
 
@@ -22,16 +31,46 @@ async fn encrypt_only_policy_cannot_decrypt() {
     s.root("POST", "transit/keys/pii", None).await;
     policy(&s, "enc", r#"path "transit/encrypt/pii" { capabilities = ["update"] }"#).await;
     let (t, _) = token(&s, json!({ "policies": ["enc"] })).await;
-    let (st, v) = s.call("POST", "transit/encrypt/pii", Some(&t), Some(json!({ "plaintext": b64(b"ssn") }))).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            "transit/encrypt/pii",
+            Some(&t),
+            Some(json!({ "plaintext": b64(b"ssn") })),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
     let ct = v["data"]["ciphertext"].clone();
-    let (st, v) = s.call("POST", "transit/decrypt/pii", Some(&t), Some(json!({ "ciphertext": ct }))).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            "transit/decrypt/pii",
+            Some(&t),
+            Some(json!({ "ciphertext": ct })),
+        )
+        .await;
     assert_eq!((st, errors(&v).as_str()), (403, "permission denied"));
     // `update` alone may not create a key through encrypt's upsert.
-    let (st, _) = s.call("POST", "transit/encrypt/new-key", Some(&t), Some(json!({ "plaintext": b64(b"x") }))).await;
+    let (st, _) = s
+        .call(
+            "POST",
+            "transit/encrypt/new-key",
+            Some(&t),
+            Some(json!({ "plaintext": b64(b"x") })),
+        )
+        .await;
     assert_eq!(st, 403);
-    assert_eq!(s.root("GET", "transit/keys/new-key", None).await.0, 404, "a refused upsert creates nothing");
-    for (m, p) in [("GET", "transit/keys/pii"), ("LIST", "transit/keys"), ("GET", "sys/mounts"), ("POST", "auth/token/create")] {
+    assert_eq!(
+        s.root("GET", "transit/keys/new-key", None).await.0,
+        404,
+        "a refused upsert creates nothing"
+    );
+    for (m, p) in [
+        ("GET", "transit/keys/pii"),
+        ("LIST", "transit/keys"),
+        ("GET", "sys/mounts"),
+        ("POST", "auth/token/create"),
+    ] {
         assert_eq!(s.call(m, p, Some(&t), Some(json!({}))).await.0, 403, "{m} {p}");
     }
 }
@@ -47,14 +86,36 @@ async fn globs_deny_and_legacy_endpoints() {
     )
     .await;
     // The legacy endpoint writes to the same store.
-    let (st, _) =
-        s.root("PUT", "sys/policy/more", Some(json!({ "rules": r#"path "transit/keys/+" { capabilities = ["read"] }"# }))).await;
+    let (st, _) = s
+        .root(
+            "PUT",
+            "sys/policy/more",
+            Some(json!({ "rules": r#"path "transit/keys/+" { capabilities = ["read"] }"# })),
+        )
+        .await;
     assert_eq!(st, 204);
     let (t, _) = token(&s, json!({ "policies": ["apps", "more"] })).await;
-    let (st, v) = s.call("POST", "transit/encrypt/payroll", Some(&t), Some(json!({ "plaintext": b64(b"1") }))).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            "transit/encrypt/payroll",
+            Some(&t),
+            Some(json!({ "plaintext": b64(b"1") })),
+        )
+        .await;
     assert_eq!(st, 200);
     let ct = v["data"]["ciphertext"].clone();
-    assert_eq!(s.call("POST", "transit/decrypt/payroll", Some(&t), Some(json!({ "ciphertext": ct }))).await.0, 403);
+    assert_eq!(
+        s.call(
+            "POST",
+            "transit/decrypt/payroll",
+            Some(&t),
+            Some(json!({ "ciphertext": ct }))
+        )
+        .await
+        .0,
+        403
+    );
     assert_eq!(s.call("LIST", "transit/keys", Some(&t), None).await.0, 200);
     assert_eq!(s.call("DELETE", "transit/keys/payroll", Some(&t), None).await.0, 403);
 
@@ -78,21 +139,44 @@ async fn globs_deny_and_legacy_endpoints() {
         ("bad", json!({ "policy": "" })),
         ("bad", json!({})),
         ("root", json!({ "policy": "path \"x\" { capabilities = [\"read\"] }" })),
-        ("bad name!", json!({ "policy": "path \"x\" { capabilities = [\"read\"] }" })),
+        (
+            "bad name!",
+            json!({ "policy": "path \"x\" { capabilities = [\"read\"] }" }),
+        ),
     ] {
-        assert_eq!(s.root("PUT", &format!("sys/policies/acl/{name}"), Some(body.clone())).await.0, 400, "{name} {body}");
+        assert_eq!(
+            s.root("PUT", &format!("sys/policies/acl/{name}"), Some(body.clone()))
+                .await
+                .0,
+            400,
+            "{name} {body}"
+        );
     }
     assert_eq!(s.root("GET", "sys/policies/acl/bad", None).await.0, 404);
     assert_eq!(s.root("DELETE", "sys/policies/acl/default", None).await.0, 400);
     assert_eq!(s.root("DELETE", "sys/policies/acl/apps", None).await.0, 204);
-    assert_eq!(s.call("POST", "transit/encrypt/payroll", Some(&t), Some(json!({ "plaintext": b64(b"1") }))).await.0, 403);
+    assert_eq!(
+        s.call(
+            "POST",
+            "transit/encrypt/payroll",
+            Some(&t),
+            Some(json!({ "plaintext": b64(b"1") }))
+        )
+        .await
+        .0,
+        403
+    );
 }
 
 #[tokio::test]
 async fn token_lookup_revoke_and_children() {
     let s = Server::dev();
     policy(&s, "p", r#"path "auth/token/create" { capabilities = ["update"] }"#).await;
-    let (parent, parent_acc) = token(&s, json!({ "policies": ["p"], "ttl": "1h", "meta": { "team": "billing" } })).await;
+    let (parent, parent_acc) = token(
+        &s,
+        json!({ "policies": ["p"], "ttl": "1h", "meta": { "team": "billing" } }),
+    )
+    .await;
     let (st, v) = s.call("GET", "auth/token/lookup-self", Some(&parent), None).await;
     assert_eq!(st, 200);
     let d = &v["data"];
@@ -103,25 +187,61 @@ async fn token_lookup_revoke_and_children() {
     assert_eq!(d["meta"]["team"], "billing");
 
     // A child may only hold its parent's policies.
-    let (st, v) = s.call("POST", "auth/token/create", Some(&parent), Some(json!({ "policies": ["root"] }))).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            "auth/token/create",
+            Some(&parent),
+            Some(json!({ "policies": ["root"] })),
+        )
+        .await;
     assert_eq!(st, 400, "{v}");
-    let (st, v) = s.call("POST", "auth/token/create", Some(&parent), Some(json!({ "policies": ["p"] }))).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            "auth/token/create",
+            Some(&parent),
+            Some(json!({ "policies": ["p"] })),
+        )
+        .await;
     assert_eq!(st, 200);
     let child = v["auth"]["client_token"].as_str().unwrap().to_owned();
     let (_, v) = s.call("POST", "auth/token/create", Some(&child), Some(json!({}))).await;
     let grandchild = v["auth"]["client_token"].as_str().unwrap().to_owned();
 
     // Revoking the parent revokes its descendants.
-    assert_eq!(s.root("POST", "auth/token/revoke", Some(json!({ "token": parent }))).await.0, 204);
+    assert_eq!(
+        s.root("POST", "auth/token/revoke", Some(json!({ "token": parent })))
+            .await
+            .0,
+        204
+    );
     for t in [&parent, &child, &grandchild] {
         assert_eq!(s.call("GET", "auth/token/lookup-self", Some(t), None).await.0, 403);
     }
-    assert_eq!(s.root("POST", "auth/token/revoke", Some(json!({ "token": parent }))).await.0, 204, "idempotent");
+    assert_eq!(
+        s.root("POST", "auth/token/revoke", Some(json!({ "token": parent })))
+            .await
+            .0,
+        204,
+        "idempotent"
+    );
 
     let (t, acc) = token(&s, json!({})).await;
-    let (st, v) = s.root("POST", "auth/token/lookup-accessor", Some(json!({ "accessor": acc }))).await;
-    assert_eq!((st, v["data"]["id"].as_str()), (200, Some("")), "lookup by accessor never shows the id");
-    assert_eq!(s.root("POST", "auth/token/revoke-accessor", Some(json!({ "accessor": acc }))).await.0, 204);
+    let (st, v) = s
+        .root("POST", "auth/token/lookup-accessor", Some(json!({ "accessor": acc })))
+        .await;
+    assert_eq!(
+        (st, v["data"]["id"].as_str()),
+        (200, Some("")),
+        "lookup by accessor never shows the id"
+    );
+    assert_eq!(
+        s.root("POST", "auth/token/revoke-accessor", Some(json!({ "accessor": acc })))
+            .await
+            .0,
+        204
+    );
     assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&t), None).await.0, 403);
 
     let (t, _) = token(&s, json!({})).await;
@@ -129,12 +249,26 @@ async fn token_lookup_revoke_and_children() {
     assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&t), None).await.0, 403);
 
     for bad in [None, Some("nope"), Some("")] {
-        assert_eq!(s.call("GET", "auth/token/lookup-self", bad, None).await.0, 403, "{bad:?}");
+        assert_eq!(
+            s.call("GET", "auth/token/lookup-self", bad, None).await.0,
+            403,
+            "{bad:?}"
+        );
     }
     let (st, _) = s.call("GET", "transit/keys", None, Some(json!({}))).await;
     assert_eq!(st, 403);
-    assert_eq!(s.root("POST", "auth/token/create", Some(json!({ "ttl": "soon" }))).await.0, 400);
-    assert_eq!(s.root("POST", "auth/token/create", Some(json!({ "policies": 7 }))).await.0, 400);
+    assert_eq!(
+        s.root("POST", "auth/token/create", Some(json!({ "ttl": "soon" })))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        s.root("POST", "auth/token/create", Some(json!({ "policies": 7 })))
+            .await
+            .0,
+        400
+    );
 }
 
 #[tokio::test]

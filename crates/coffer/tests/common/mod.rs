@@ -23,7 +23,12 @@ pub fn bin() -> &'static str {
 impl Server {
     /// `coffer server --dev` with root token "root".
     pub fn dev() -> Self {
-        Self::spawn(&["server", "--dev", "--dev-root-token-id=root", "--dev-listen-address=127.0.0.1:0"])
+        Self::spawn(&[
+            "server",
+            "--dev",
+            "--dev-root-token-id=root",
+            "--dev-listen-address=127.0.0.1:0",
+        ])
     }
 
     /// `coffer server --config` over `data_dir`, on a free port.
@@ -69,13 +74,23 @@ impl Server {
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         let addr = format!("http://{}", addr.expect("server printed its address"));
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        Server { child, addr, root_token, unseal_key, http }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Server {
+            child,
+            addr,
+            root_token,
+            unseal_key,
+            http,
+        }
     }
 
     /// Sends a request; returns status and JSON body (Null when empty).
     pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-        self.raw(method, path, token, body.map(|b| b.to_string().into_bytes()), &[]).await
+        self.raw(method, path, token, body.map(|b| b.to_string().into_bytes()), &[])
+            .await
     }
 
     pub async fn raw(
@@ -100,7 +115,11 @@ impl Server {
         let resp = rb.send().await.expect("request");
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap();
-        let v = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
         (status, v)
     }
 
@@ -129,7 +148,11 @@ impl Drop for Server {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn b64(b: &[u8]) -> String {
@@ -143,7 +166,10 @@ pub fn unb64(s: &str) -> Vec<u8> {
 }
 
 pub fn errors(v: &Value) -> String {
-    v["errors"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; ")).unwrap_or_default()
+    v["errors"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
+        .unwrap_or_default()
 }
 
 /// Every file under `dir`, concatenated, for "is this secret anywhere on disk?" checks.
