@@ -1,6 +1,8 @@
 //! Runs testdata/formats.txt: Coffer's wrapped-key and transit ciphertext
 //! formats against committed known answers.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use coffer_core::Key256;

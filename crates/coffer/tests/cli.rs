@@ -1,5 +1,7 @@
 //! The CLI against a real dev server.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::Write;

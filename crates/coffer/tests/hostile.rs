@@ -1,10 +1,15 @@
 //! Malformed and hostile requests: each gets a 4xx with a message, none
 //! changes anything, and the server keeps answering.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Server, b64};
 use serde_json::{Value, json};
+
+/// Method, path, body, extra headers.
+type Case = (&'static str, String, Vec<u8>, Vec<(&'static str, &'static str)>);
 
 /// Everything a request could have changed, read back through the API.
 async fn snapshot(s: &Server) -> Value {
@@ -31,7 +36,7 @@ async fn malformed_requests_get_4xx_and_change_nothing() {
     let before = snapshot(&s).await;
 
     let big = "A".repeat(40 * 1024 * 1024);
-    let cases: Vec<(&str, String, Vec<u8>, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         ("POST", "transit/encrypt/k".into(), b"{not json".to_vec(), vec![]),
         ("POST", "transit/encrypt/k".into(), b"[1,2,3]".to_vec(), vec![]),
         ("POST", "transit/encrypt/k".into(), b"\"str\"".to_vec(), vec![]),

@@ -1,5 +1,7 @@
 //! What is on disk: wrapped keys bound to their rows, nothing readable.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use coffer_store::sqlite::SqliteStore;

@@ -1,5 +1,7 @@
 //! Seal, unseal, init, health and restart against the real binary.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Server, all_bytes, b64, contains, errors, unb64};

@@ -1,5 +1,7 @@
 //! Tokens and ACL policies against the real binary.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Server, b64, errors};

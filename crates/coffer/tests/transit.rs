@@ -1,5 +1,7 @@
 //! Transit over HTTP against the real binary: every endpoint and its errors.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Server, b64, errors, unb64};
