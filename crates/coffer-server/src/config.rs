@@ -4,12 +4,23 @@
 //! [storage]
 //! path = "/var/lib/coffer"        # embedded SQLite data directory
 //! [listener]
-//! address = "127.0.0.1:8200"
-//! tls_disable = true              # plain HTTP only allowed on loopback
+//! address = "0.0.0.0:8200"
+//! tls_cert_file = "/etc/coffer/tls/server.pem"   # chain, leaf first
+//! tls_key_file = "/etc/coffer/tls/server.key"
+//! # tls_min_version = "tls12"                    # default "tls13"
+//! # tls_client_ca_file = "/etc/coffer/tls/clients-ca.pem"
+//! # tls_require_client_cert = true
+//! # tls_disable = true                           # plain HTTP: loopback only
+//! [limits]
+//! max_request_bytes = 33554432
+//! max_batch_items = 10000
+//! rate_limit = 0                  # requests per second per token; 0 = off
+//! request_timeout = "90s"
 //! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -18,6 +29,11 @@ use serde::Deserialize;
 pub struct Config {
     pub storage: Storage,
     pub listener: Listener,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Skip locking the server's memory into RAM (as Vault's `disable_mlock`).
+    #[serde(default)]
+    pub disable_mlock: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -27,12 +43,117 @@ pub struct Storage {
     pub path: PathBuf,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum TlsVersion {
+    Tls12,
+    #[default]
+    Tls13,
+}
+
+impl TryFrom<String> for TlsVersion {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "tls12" => Ok(TlsVersion::Tls12),
+            "tls13" => Ok(TlsVersion::Tls13),
+            "tls10" | "tls11" => Err(format!("tls_min_version {s:?}: TLS 1.0 and 1.1 are not supported")),
+            _ => Err(format!("tls_min_version {s:?}: use \"tls12\" or \"tls13\"")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     pub address: SocketAddr,
     #[serde(default)]
     pub tls_disable: bool,
+    /// PEM certificate chain, leaf first.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_min_version: TlsVersion,
+    /// PEM CA certificates that client certificates must chain to (mTLS).
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Refuse the handshake of a client without a valid certificate.
+    #[serde(default)]
+    pub tls_require_client_cert: bool,
+}
+
+impl Listener {
+    /// Plain HTTP on `address`.
+    pub fn plain(address: SocketAddr) -> Self {
+        Listener {
+            address,
+            tls_disable: true,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_min_version: TlsVersion::Tls13,
+            tls_client_ca_file: None,
+            tls_require_client_cert: false,
+        }
+    }
+}
+
+/// Request limits; each breach gets its own status and a JSON error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body (413 above it).
+    pub max_request_bytes: usize,
+    /// Most `batch_input` items in one request (400 above it).
+    pub max_batch_items: usize,
+    /// Sustained requests per second per token (or certificate identity); 0 = no limit (429 above it).
+    pub rate_limit: f64,
+    /// Requests a token may make in a burst; default: one second's worth.
+    pub rate_limit_burst: Option<u32>,
+    /// Longest a request may take, body included (503 after it); "0" = no limit.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // Vault's default max_request_size.
+            max_request_bytes: 32 * 1024 * 1024,
+            max_batch_items: 10_000,
+            rate_limit: 0.0,
+            rate_limit_burst: None,
+            // Vault's default max_request_duration.
+            request_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// A duration as seconds (integer) or text with units: "250ms", "90s", "5m", "1h".
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => parse_duration(&t).ok_or_else(|| serde::de::Error::custom(format!("invalid duration {t:?}"))),
+    }
+}
+
+fn parse_duration(t: &str) -> Option<Duration> {
+    let t = t.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "" | "s" => Some(Duration::from_secs(n)),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,21 +176,55 @@ impl Config {
         })
     }
 
+    /// Parses and validates a production configuration.
     pub fn parse(text: &str) -> Result<Self, String> {
         let cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
-        cfg.validate()?;
+        cfg.validate(false)?;
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<(), String> {
-        if !self.listener.tls_disable {
-            return Err("TLS listeners are not available yet: set tls_disable = true on a loopback address".into());
+    /// Checks what types cannot; `dev` allows plain HTTP off loopback.
+    pub fn validate(&self, dev: bool) -> Result<(), String> {
+        let l = &self.listener;
+        if l.tls_disable {
+            if !l.address.ip().is_loopback() && !dev {
+                return Err(format!(
+                    "refusing plain HTTP on non-loopback address {}: configure tls_cert_file and tls_key_file \
+                     (plain HTTP is only allowed on loopback, or with --dev)",
+                    l.address
+                ));
+            }
+            let set = [
+                ("tls_cert_file", l.tls_cert_file.is_some()),
+                ("tls_key_file", l.tls_key_file.is_some()),
+                ("tls_client_ca_file", l.tls_client_ca_file.is_some()),
+                ("tls_require_client_cert", l.tls_require_client_cert),
+            ];
+            if let Some((name, _)) = set.iter().find(|(_, on)| *on) {
+                return Err(format!("{name} is set but tls_disable = true"));
+            }
+        } else {
+            if l.tls_cert_file.is_none() || l.tls_key_file.is_none() {
+                return Err(
+                    "TLS needs tls_cert_file and tls_key_file (or tls_disable = true on a loopback address)".into(),
+                );
+            }
+            if l.tls_require_client_cert && l.tls_client_ca_file.is_none() {
+                return Err("tls_require_client_cert needs tls_client_ca_file".into());
+            }
         }
-        if !self.listener.address.ip().is_loopback() {
-            return Err(format!(
-                "refusing plain HTTP on non-loopback address {}: plain HTTP is only allowed on loopback",
-                self.listener.address
-            ));
+        let lim = &self.limits;
+        if lim.max_request_bytes < 1024 {
+            return Err("limits.max_request_bytes must be at least 1024".into());
+        }
+        if lim.max_batch_items == 0 {
+            return Err("limits.max_batch_items must be at least 1".into());
+        }
+        if !lim.rate_limit.is_finite() || lim.rate_limit < 0.0 {
+            return Err("limits.rate_limit must be a non-negative number (0 = off)".into());
+        }
+        if lim.rate_limit_burst == Some(0) {
+            return Err("limits.rate_limit_burst must be at least 1".into());
         }
         Ok(())
     }
@@ -79,6 +234,9 @@ impl Config {
 mod tests {
     use super::*;
 
+    const TLS: &str = "[storage]\npath = \"/x\"\n[listener]\naddress = \"0.0.0.0:8200\"\n\
+                       tls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n";
+
     #[test]
     fn parses_the_documented_example() {
         let c = Config::parse(
@@ -86,13 +244,77 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.listener.address.port(), 8200);
+        assert_eq!(c.limits.max_request_bytes, 32 << 20);
+        assert_eq!(c.limits.request_timeout, Duration::from_secs(90));
+        let doc = include_str!("config.rs");
+        let example: String = doc
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+            .filter_map(|l| l.strip_prefix("//! "))
+            .skip_while(|l| !l.starts_with("```"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("```"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&example).unwrap();
+        assert_eq!(c.listener.tls_min_version, TlsVersion::Tls13);
     }
 
     #[test]
-    fn refuses_plain_http_off_loopback_and_unknown_fields() {
+    fn tls_is_the_default_and_13_only() {
+        let c = Config::parse(TLS).unwrap();
+        assert!(!c.listener.tls_disable);
+        assert_eq!(c.listener.tls_min_version, TlsVersion::Tls13);
+        let c = Config::parse(&format!("{TLS}tls_min_version = \"tls12\"\n")).unwrap();
+        assert_eq!(c.listener.tls_min_version, TlsVersion::Tls12);
+        for old in ["tls10", "tls11", "ssl3"] {
+            let e = Config::parse(&format!("{TLS}tls_min_version = \"{old}\"\n")).unwrap_err();
+            assert!(e.contains("tls_min_version"), "{e}");
+        }
+        let no_key = "[storage]\npath = \"/x\"\n[listener]\naddress = \"0.0.0.0:8200\"\ntls_cert_file = \"/c\"\n";
+        assert!(Config::parse(no_key).unwrap_err().contains("tls_key_file"));
+        let e = Config::parse(&format!("{TLS}tls_require_client_cert = true\n")).unwrap_err();
+        assert!(e.contains("tls_client_ca_file"), "{e}");
+    }
+
+    #[test]
+    fn refuses_plain_http_off_loopback_unless_dev() {
         let off = "[storage]\npath = \"/x\"\n[listener]\naddress = \"0.0.0.0:8200\"\ntls_disable = true\n";
         assert!(Config::parse(off).unwrap_err().contains("non-loopback"));
+        let c: Config = toml::from_str(off).unwrap();
+        assert!(c.validate(true).is_ok());
         let typo = "[storage]\npath = \"/x\"\nsize = 3\n[listener]\naddress = \"127.0.0.1:1\"\ntls_disable = true\n";
         assert!(Config::parse(typo).is_err());
+        let mixed = "[storage]\npath = \"/x\"\n[listener]\naddress = \"127.0.0.1:1\"\ntls_disable = true\n\
+                     tls_cert_file = \"/c\"\n";
+        assert!(Config::parse(mixed).unwrap_err().contains("tls_cert_file"));
+    }
+
+    #[test]
+    fn limits_parse_and_refuse_nonsense() {
+        let base = "[storage]\npath = \"/x\"\n[listener]\naddress = \"127.0.0.1:1\"\ntls_disable = true\n[limits]\n";
+        let c = Config::parse(&format!(
+            "{base}max_batch_items = 5\nrate_limit = 2.5\nrate_limit_burst = 3\nrequest_timeout = \"250ms\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.limits.max_batch_items, 5);
+        assert_eq!(c.limits.rate_limit_burst, Some(3));
+        assert_eq!(c.limits.request_timeout, Duration::from_millis(250));
+        assert_eq!(
+            Config::parse(&format!("{base}request_timeout = 7\n"))
+                .unwrap()
+                .limits
+                .request_timeout,
+            Duration::from_secs(7)
+        );
+        for bad in [
+            "max_batch_items = 0",
+            "rate_limit = -1",
+            "max_request_bytes = 10",
+            "request_timeout = \"soon\"",
+            "burst = 1",
+        ] {
+            assert!(Config::parse(&format!("{base}{bad}\n")).is_err(), "{bad}");
+        }
     }
 }

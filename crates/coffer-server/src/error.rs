@@ -22,6 +22,14 @@ pub enum ApiError {
     /// The root key is not in memory.
     #[error("Vault is sealed")]
     Sealed,
+    #[error("request body is larger than the limit of {limit} bytes (limits.max_request_bytes)")]
+    PayloadTooLarge { limit: usize },
+    #[error("batch_input has {items} items, more than the limit of {limit} (limits.max_batch_items)")]
+    BatchTooLarge { items: usize, limit: usize },
+    #[error("rate limit exceeded for this token (limits.rate_limit); retry in {retry_after}s")]
+    RateLimited { retry_after: u64 },
+    #[error("request did not complete within {0:?} (limits.request_timeout)")]
+    Timeout(std::time::Duration),
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -35,12 +43,22 @@ impl ApiError {
 
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::BatchTooLarge { .. } => StatusCode::BAD_REQUEST,
             ApiError::PermissionDenied => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::UnsupportedPath => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Sealed => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Sealed | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) | ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds for a `Retry-After` header, when the client should come back.
+    pub(crate) fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
         }
     }
 

@@ -7,22 +7,42 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use coffer_core::policy::Capability;
+use http_body_util::BodyExt;
+use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+use crate::config::Limits;
 use crate::core::{Core, ROOT_NS, new_uuid};
 use crate::error::{ApiError, ApiResult};
+use crate::hygiene::{Wiped, extend_wiped, wipe_value};
+use crate::limits::RateLimiter;
 use crate::params::Params;
+use crate::serve::ConnInfo;
 use crate::tokens::Caller;
-use crate::{mounts, sys, tokens, transit};
+use crate::{cert_auth, mounts, sys, tokens, transit};
 
-/// Largest request body accepted, as Vault's default `max_request_size`.
-pub(crate) const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// What every request handler shares.
+pub(crate) struct AppState {
+    pub(crate) core: Arc<Core>,
+    pub(crate) limits: Limits,
+    pub(crate) limiter: RateLimiter,
+}
+
+impl AppState {
+    pub(crate) fn new(core: Arc<Core>, limits: Limits) -> Self {
+        AppState {
+            limiter: RateLimiter::new(&limits),
+            core,
+            limits,
+        }
+    }
+}
 
 /// What the client asked to do, in Vault's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +65,8 @@ pub(crate) struct Request {
     pub(crate) request_id: String,
     #[allow(dead_code)]
     pub(crate) remote: Option<SocketAddr>,
+    /// The client certificate chain the TLS layer verified (mTLS), leaf first.
+    pub(crate) peer: Option<Arc<[CertificateDer<'static>]>>,
 }
 
 /// A handler's answer before it is framed.
@@ -63,25 +85,22 @@ pub(crate) enum Reply {
     DataWithStatus(StatusCode, Value),
 }
 
-pub(crate) fn router(core: Arc<Core>) -> Router {
-    Router::new()
-        .fallback(entry)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(core)
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new().fallback(entry).with_state(state)
 }
 
-async fn entry(
-    State(core): State<Arc<Core>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn entry(State(app): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    let conn = req.extensions().get::<ConnInfo>().cloned();
+    let tls = conn.as_ref().is_some_and(|c| c.tls);
     let request_id = new_uuid();
-    let result = match parse_request(&method, &uri, &headers, &body, request_id.clone(), Some(remote)) {
-        Ok(req) => dispatch(&core, req).await,
-        Err(e) => Err(e),
+    let timeout = app.limits.request_timeout;
+    let work = handle(app, req, conn, request_id.clone());
+    let result = if timeout.is_zero() {
+        work.await
+    } else {
+        tokio::time::timeout(timeout, work)
+            .await
+            .unwrap_or(Err(ApiError::Timeout(timeout)))
     };
     let mut resp = match result {
         Ok(reply) => frame(reply, &request_id),
@@ -89,11 +108,108 @@ async fn entry(
             if e.status().is_server_error() && e.status() != StatusCode::SERVICE_UNAVAILABLE {
                 tracing::error!(request_id, error = %e, "request failed");
             }
-            (e.status(), axum::Json(json!({ "errors": e.messages() }))).into_response()
+            let mut r = json_response(e.status(), json!({ "errors": e.messages() }));
+            if let Some(secs) = e.retry_after() {
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            r
         }
     };
+    security_headers(resp.headers_mut(), tls);
+    resp
+}
+
+/// Headers on every response; HSTS only over TLS, where browsers honour it.
+fn security_headers(h: &mut HeaderMap, tls: bool) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if tls {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+}
+
+async fn handle(
+    app: Arc<AppState>,
+    req: axum::extract::Request,
+    conn: Option<ConnInfo>,
+    request_id: String,
+) -> ApiResult<Reply> {
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, &parts.headers, app.limits.max_request_bytes).await?;
+    let req = parse_request(&parts.method, &parts.uri, &parts.headers, &body, request_id, conn)?;
+    drop(body);
+    if let Some(Value::Array(items)) = req.params.0.get("batch_input")
+        && items.len() > app.limits.max_batch_items
+    {
+        return Err(ApiError::BatchTooLarge {
+            items: items.len(),
+            limit: app.limits.max_batch_items,
+        });
+    }
+    // The handler runs to completion in its own task even if the client's
+    // deadline passes first, so a store write and the cache update after it
+    // never come apart; a panic there becomes a 500, not a dropped connection.
+    let task = tokio::spawn(async move { dispatch(&app, req).await });
+    task.await
+        .unwrap_or_else(|e| Err(ApiError::Internal(format!("request handler failed: {e}"))))
+}
+
+/// Reads the body into a buffer that is wiped after use, refusing more than `limit` bytes.
+async fn read_body(mut body: Body, headers: &HeaderMap, limit: usize) -> ApiResult<Zeroizing<Vec<u8>>> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut buf = Zeroizing::new(Vec::with_capacity(declared.map_or(0, |n| n as usize)));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ApiError::bad("failed to read the request body"))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            extend_wiped(&mut buf, &data);
+        }
+    }
+    Ok(buf)
+}
+
+/// Counts bytes, to size a response buffer exactly.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A JSON response whose body (and the value it came from) is wiped once sent.
+fn json_response(status: StatusCode, mut v: Value) -> Response {
+    let mut n = Counter(0);
+    let _ = serde_json::to_writer(&mut n, &v);
+    // Sized up front so serialising never reallocates and leaves a copy behind.
+    let mut buf = Vec::with_capacity(n.0);
+    let _ = serde_json::to_writer(&mut buf, &v);
+    wipe_value(&mut v);
+    let mut resp = Response::new(Body::from(Bytes::from_owner(Wiped(buf))));
+    *resp.status_mut() = status;
     resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -111,8 +227,8 @@ fn frame(reply: Reply, request_id: &str) -> Response {
         })
     };
     match reply {
-        Reply::Data(d) => (StatusCode::OK, axum::Json(envelope(d, Value::Null))).into_response(),
-        Reply::DataWithStatus(s, d) => (s, axum::Json(envelope(d, Value::Null))).into_response(),
+        Reply::Data(d) => json_response(StatusCode::OK, envelope(d, Value::Null)),
+        Reply::DataWithStatus(s, d) => json_response(s, envelope(d, Value::Null)),
         Reply::SysData(d) => {
             let mut body = envelope(d.clone(), Value::Null);
             if let (Value::Object(top), Value::Object(data)) = (&mut body, d) {
@@ -120,11 +236,15 @@ fn frame(reply: Reply, request_id: &str) -> Response {
                     top.entry(k).or_insert(v);
                 }
             }
-            (StatusCode::OK, axum::Json(body)).into_response()
+            json_response(StatusCode::OK, body)
         }
-        Reply::Auth(a) => (StatusCode::OK, axum::Json(envelope(Value::Null, a))).into_response(),
-        Reply::NoContent => StatusCode::NO_CONTENT.into_response(),
-        Reply::Raw(s, v) => (s, axum::Json(v)).into_response(),
+        Reply::Auth(a) => json_response(StatusCode::OK, envelope(Value::Null, a)),
+        Reply::NoContent => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Reply::Raw(s, v) => json_response(s, v),
     }
 }
 
@@ -134,7 +254,7 @@ fn parse_request(
     headers: &HeaderMap,
     body: &[u8],
     request_id: String,
-    remote: Option<SocketAddr>,
+    conn: Option<ConnInfo>,
 ) -> ApiResult<Request> {
     let raw = uri.path();
     let path = raw.strip_prefix("/v1/").ok_or(ApiError::UnsupportedPath)?;
@@ -181,7 +301,8 @@ fn parse_request(
         query,
         token,
         request_id,
-        remote,
+        remote: conn.as_ref().map(|c| c.remote),
+        peer: conn.and_then(|c| c.peer),
     })
 }
 
@@ -212,7 +333,8 @@ fn needs_sudo(path: &str) -> bool {
         || path.starts_with("sys/audit")
 }
 
-async fn dispatch(core: &Arc<Core>, req: Request) -> ApiResult<Reply> {
+async fn dispatch(app: &AppState, req: Request) -> ApiResult<Reply> {
+    let core = &app.core;
     if is_public(&req.path) {
         return sys::public(core, req).await;
     }
@@ -220,7 +342,17 @@ async fn dispatch(core: &Arc<Core>, req: Request) -> ApiResult<Reply> {
     if req.namespace != ROOT_NS {
         return Err(ApiError::bad(format!("namespace {:?} does not exist", req.namespace)));
     }
-    let caller = tokens::authenticate(core, &u, &req).await?;
+    if req.path == "auth/cert/login" {
+        return cert_auth::login(core, &u, &req).await;
+    }
+    // No token over mTLS: the client certificate's role is the identity.
+    let caller = match (&req.token, &req.peer) {
+        (None, Some(_)) => cert_auth::caller(core, &req).await?,
+        _ => tokens::authenticate(core, &u, &req).await?,
+    };
+    app.limiter
+        .check(&caller.token.accessor)
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     if let Some(rest) = req.path.strip_prefix("sys/") {
         let rest = rest.to_owned();
         authorize(&caller, &req, capability_for(req.op, false))?;
@@ -230,6 +362,11 @@ async fn dispatch(core: &Arc<Core>, req: Request) -> ApiResult<Reply> {
         let rest = rest.to_owned();
         authorize(&caller, &req, capability_for(req.op, false))?;
         return tokens::handle(core, &u, &caller, &rest, req).await;
+    }
+    if let Some(rest) = req.path.strip_prefix("auth/cert/") {
+        let rest = rest.to_owned();
+        authorize(&caller, &req, capability_for(req.op, false))?;
+        return cert_auth::handle(core, &rest, req).await;
     }
     let (mount, rest) = mounts::resolve(core, &req.namespace, &req.path).ok_or(ApiError::UnsupportedPath)?;
     let creates = req.op == Operation::Write && transit::would_create(core, &u, &mount, &rest).await?;

@@ -5,16 +5,25 @@
 //! authorised against the caller's policies before a handler runs, except
 //! the few `sys/` paths that must work while sealed. Cryptography lives in
 //! `coffer-core`; rows live in `coffer-store`.
+//!
+//! Transport: [`serve`] runs its own accept loop (TLS through rustls when
+//! configured, see [`Tls`]) so handlers see the verified client
+//! certificate; request limits and security headers are applied in `http`.
 #![forbid(unsafe_code)]
 
+mod cert_auth;
 pub mod config;
 mod core;
 mod error;
 mod http;
+mod hygiene;
+mod limits;
 mod mounts;
 mod params;
 mod policies;
+mod serve;
 mod sys;
+mod tls;
 mod tokens;
 mod transit;
 
@@ -24,7 +33,9 @@ use std::sync::Arc;
 use coffer_store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
-pub use crate::config::Config;
+pub use crate::config::{Config, Limits};
+pub use crate::hygiene::{Hardening, harden_process};
+pub use crate::tls::{Tls, TlsError};
 pub use crate::core::{Clock, Core};
 pub use crate::error::ApiError;
 pub use crate::sys::VERSION;
@@ -65,18 +76,21 @@ pub async fn dev_init(core: &Core, root_token_id: Option<&str>) -> Result<DevCre
     })
 }
 
-/// The HTTP API as an axum router (for in-process tests and fuzzing); it
-/// expects `ConnectInfo<SocketAddr>`, which [`serve`] provides.
-pub fn app(core: Arc<Core>) -> axum::Router {
-    http::router(core)
+/// The HTTP API as an axum router (for in-process tests and fuzzing).
+/// Without [`serve`]'s connection information, requests count as plain
+/// HTTP with no client certificate.
+pub fn app(core: Arc<Core>, limits: Limits) -> axum::Router {
+    http::router(Arc::new(http::AppState::new(core, limits)))
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` (over TLS when `tls` is given) until
+/// `shutdown` resolves, then lets requests in flight finish.
 pub async fn serve(
     core: Arc<Core>,
+    limits: Limits,
     listener: TcpListener,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = http::router(core).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    serve::run(app(core, limits), listener, tls, shutdown).await
 }

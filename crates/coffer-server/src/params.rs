@@ -4,11 +4,19 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
+use zeroize::Zeroizing;
 
 use crate::error::{ApiError, ApiResult};
 
+/// Parameters are wiped when dropped: plaintexts and tokens arrive as strings.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Params(pub(crate) Map<String, Value>);
+
+impl Drop for Params {
+    fn drop(&mut self) {
+        self.0.values_mut().for_each(crate::hygiene::wipe_value);
+    }
+}
 
 impl Params {
     /// Parses a request body: empty means no parameters; anything but a
@@ -119,14 +127,19 @@ impl Params {
         }
     }
 
-    /// Standard base64, as Vault takes plaintexts, inputs and AAD.
-    pub(crate) fn base64(&self, k: &str) -> ApiResult<Option<Vec<u8>>> {
+    /// Standard base64, as Vault takes plaintexts, inputs and AAD; the
+    /// decoded bytes are wiped when dropped.
+    pub(crate) fn base64(&self, k: &str) -> ApiResult<Option<Zeroizing<Vec<u8>>>> {
         match self.str(k)? {
             None => Ok(None),
-            Some(s) => STANDARD
-                .decode(s)
-                .map(Some)
-                .map_err(|_| ApiError::bad(format!("failed to base64-decode {k}"))),
+            Some(s) => {
+                // Decode into a buffer sized up front, so no reallocation leaves a copy behind.
+                let mut out = Zeroizing::new(Vec::with_capacity(s.len() / 4 * 3 + 3));
+                STANDARD
+                    .decode_vec(s, &mut out)
+                    .map_err(|_| ApiError::bad(format!("failed to base64-decode {k}")))?;
+                Ok(Some(out))
+            }
         }
     }
 

@@ -28,6 +28,8 @@ pub(crate) struct Caller {
     pub(crate) policies: Vec<String>,
     pub(crate) acl: Acl,
     pub(crate) token_id: Zeroizing<String>,
+    /// Set when a client certificate, not a token, identifies the caller.
+    pub(crate) cert_role: Option<String>,
 }
 
 impl Caller {
@@ -73,6 +75,7 @@ pub(crate) async fn authenticate(core: &Core, u: &Unsealed, req: &Request) -> Ap
         policies,
         acl,
         token_id,
+        cert_role: None,
     })
 }
 
@@ -216,8 +219,9 @@ async fn create(core: &Core, u: &Unsealed, caller: &Caller, req: &Request, orpha
     if custom_id.is_some() && !caller.is_root() {
         return Err(ApiError::bad("root or sudo privileges required to specify token id"));
     }
-    let no_parent = orphan_path || p.bool("no_parent")?.unwrap_or(false);
-    if no_parent && !orphan_path && !caller.is_root() {
+    // A certificate identity is not a token, so its children have no parent to die with.
+    let no_parent = orphan_path || p.bool("no_parent")?.unwrap_or(false) || caller.cert_role.is_some();
+    if no_parent && !orphan_path && !caller.is_root() && caller.cert_role.is_none() {
         return Err(ApiError::bad("root or sudo privileges required to create orphan token"));
     }
     let ttl = match p.duration("ttl")? {

@@ -391,7 +391,7 @@ where
     }
 }
 
-fn aad(p: &Params) -> ApiResult<Vec<u8>> {
+fn aad(p: &Params) -> ApiResult<zeroize::Zeroizing<Vec<u8>>> {
     Ok(p.base64("associated_data")?.unwrap_or_default())
 }
 
@@ -417,10 +417,10 @@ async fn encrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Pa
     };
     batch(p, Some(StatusCode::BAD_REQUEST), |item| {
         refuse_unsupported(item)?;
-        let pt = Plaintext::new(
-            item.base64("plaintext")?
-                .ok_or_else(|| ApiError::bad("missing plaintext to encrypt"))?,
-        );
+        let mut decoded = item
+            .base64("plaintext")?
+            .ok_or_else(|| ApiError::bad("missing plaintext to encrypt"))?;
+        let pt = Plaintext::new(std::mem::take(&mut *decoded));
         let (ct, v) = ring.encrypt(pt.as_bytes(), &aad(item)?, item.u32("key_version")?)?;
         Ok(json!({ "ciphertext": ct, "key_version": v }))
     })

@@ -13,7 +13,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
-pub use rows::{MountRow, TenantKeyRow, TokenRow, TransitKeyRow, TransitVersionRow};
+pub use rows::{CertRoleRow, MountRow, TenantKeyRow, TokenRow, TransitKeyRow, TransitVersionRow};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -94,6 +94,12 @@ pub enum Op {
         namespace: String,
         name: String,
     },
+    /// Creates or replaces a certificate role.
+    PutCertRole(CertRoleRow),
+    DeleteCertRole {
+        tenant: String,
+        name: String,
+    },
 }
 
 #[async_trait]
@@ -112,6 +118,9 @@ pub trait Store: Send + Sync + 'static {
     async fn consume_token_use(&self, accessor: &str) -> Result<bool>;
     async fn policy(&self, namespace: &str, name: &str) -> Result<Option<String>>;
     async fn policy_names(&self, namespace: &str) -> Result<Vec<String>>;
+    async fn cert_role(&self, tenant: &str, name: &str) -> Result<Option<CertRoleRow>>;
+    /// A tenant's certificate roles, by name.
+    async fn cert_roles(&self, tenant: &str) -> Result<Vec<CertRoleRow>>;
     /// Applies every op in one transaction: all or nothing.
     async fn apply(&self, ops: Vec<Op>) -> Result<()>;
 }

@@ -61,3 +61,23 @@ pub struct TokenRow {
     /// JSON object of string metadata.
     pub meta: String,
 }
+
+/// A client-certificate role (`auth/cert/certs/:name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRoleRow {
+    /// The tenant a matching certificate acts in; "" is the root tenant.
+    pub tenant: String,
+    pub name: String,
+    /// PEM: the CA(s) a client certificate must chain to, or the pinned leaf.
+    pub certificate: String,
+    /// JSON array of glob patterns for the subject CN; empty = any.
+    pub allowed_common_names: String,
+    /// JSON array of glob patterns for DNS SANs; empty = any.
+    pub allowed_dns_sans: String,
+    /// JSON array of policy names.
+    pub policies: String,
+    /// Token TTL in seconds; 0 = the default.
+    pub ttl: i64,
+    pub display_name: String,
+    pub created: i64,
+}

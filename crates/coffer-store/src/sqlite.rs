@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
 
-use crate::{MountRow, Op, Result, Store, StoreError, TenantKeyRow, TokenRow, TransitKeyRow, TransitVersionRow};
+use crate::{CertRoleRow, MountRow, Op, Result, Store, StoreError, TenantKeyRow, TokenRow, TransitKeyRow, TransitVersionRow};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "coffer.db";
@@ -52,6 +52,20 @@ fn token_row(r: &sqlx::sqlite::SqliteRow) -> TokenRow {
         num_uses: r.get("num_uses"),
         renewable: r.get::<i64, _>("renewable") != 0,
         meta: r.get("meta"),
+    }
+}
+
+fn cert_role_row(r: &sqlx::sqlite::SqliteRow) -> CertRoleRow {
+    CertRoleRow {
+        tenant: r.get("tenant"),
+        name: r.get("name"),
+        certificate: r.get("certificate"),
+        allowed_common_names: r.get("allowed_common_names"),
+        allowed_dns_sans: r.get("allowed_dns_sans"),
+        policies: r.get("policies"),
+        ttl: r.get("ttl"),
+        display_name: r.get("display_name"),
+        created: r.get("created"),
     }
 }
 
@@ -235,6 +249,30 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
                 .execute(&mut **tx)
                 .await?;
         }
+        Op::PutCertRole(c) => {
+            sqlx::query(
+                "INSERT OR REPLACE INTO cert_roles (tenant, name, certificate, allowed_common_names, \
+                 allowed_dns_sans, policies, ttl, display_name, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(c.tenant)
+            .bind(c.name)
+            .bind(c.certificate)
+            .bind(c.allowed_common_names)
+            .bind(c.allowed_dns_sans)
+            .bind(c.policies)
+            .bind(c.ttl)
+            .bind(c.display_name)
+            .bind(c.created)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Op::DeleteCertRole { tenant, name } => {
+            sqlx::query("DELETE FROM cert_roles WHERE tenant = ? AND name = ?")
+                .bind(tenant)
+                .bind(name)
+                .execute(&mut **tx)
+                .await?;
+        }
     }
     Ok(())
 }
@@ -392,6 +430,23 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(|r| r.get("name")).collect())
     }
 
+    async fn cert_role(&self, tenant: &str, name: &str) -> Result<Option<CertRoleRow>> {
+        let row = sqlx::query("SELECT * FROM cert_roles WHERE tenant = ? AND name = ?")
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(cert_role_row))
+    }
+
+    async fn cert_roles(&self, tenant: &str) -> Result<Vec<CertRoleRow>> {
+        let rows = sqlx::query("SELECT * FROM cert_roles WHERE tenant = ? ORDER BY name")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(cert_role_row).collect())
+    }
+
     async fn apply(&self, ops: Vec<Op>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for op in ops {
@@ -478,6 +533,42 @@ mod tests {
         .unwrap();
         let left = s.transit_versions("", "transit", "k").await.unwrap();
         assert_eq!(left.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[tokio::test]
+    async fn cert_roles_are_per_tenant_replaced_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        let role = |tenant: &str, name: &str, policies: &str| CertRoleRow {
+            tenant: tenant.into(),
+            name: name.into(),
+            certificate: "PEM".into(),
+            allowed_common_names: "[]".into(),
+            allowed_dns_sans: "[]".into(),
+            policies: policies.into(),
+            ttl: 60,
+            display_name: name.into(),
+            created: 1,
+        };
+        s.apply(vec![
+            Op::PutCertRole(role("", "web", "[\"a\"]")),
+            Op::PutCertRole(role("", "api", "[]")),
+            Op::PutCertRole(role("acme", "web", "[]")),
+        ])
+        .await
+        .unwrap();
+        s.apply(vec![Op::PutCertRole(role("", "web", "[\"b\"]"))]).await.unwrap();
+        let names: Vec<String> = s.cert_roles("").await.unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["api", "web"]);
+        assert_eq!(s.cert_role("", "web").await.unwrap().unwrap().policies, "[\"b\"]");
+        s.apply(vec![Op::DeleteCertRole {
+            tenant: String::new(),
+            name: "web".into(),
+        }])
+        .await
+        .unwrap();
+        assert!(s.cert_role("", "web").await.unwrap().is_none());
+        assert!(s.cert_role("acme", "web").await.unwrap().is_some());
     }
 
     #[tokio::test]

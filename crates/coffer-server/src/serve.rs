@@ -1,0 +1,117 @@
+//! The accept loop: TCP, then TLS when configured, then HTTP/1.1 or HTTP/2
+//! through hyper. It is ours rather than `axum::serve` so that each request
+//! can carry what the connection knows: the peer address, whether it came
+//! over TLS, and the client certificate chain that TLS verified.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+
+use crate::tls::Tls;
+
+/// A client that has not finished its handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Slow-header clients (slowloris) are dropped after this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a request knows about its connection.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) remote: SocketAddr,
+    pub(crate) tls: bool,
+    /// The client's certificate chain (leaf first), verified by the TLS layer.
+    pub(crate) peer: Option<Arc<[CertificateDer<'static>]>>,
+}
+
+pub(crate) async fn run(
+    router: Router,
+    listener: TcpListener,
+    tls: Option<Arc<Tls>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder.http2().max_concurrent_streams(256);
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let (router, builder, tls) = (router.clone(), builder.clone(), tls.clone());
+        tokio::spawn(async move {
+            let Some(tls) = tls else {
+                let info = ConnInfo {
+                    remote,
+                    tls: false,
+                    peer: None,
+                };
+                return connection(&builder, stream, router, info, watcher).await;
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let peer = stream.get_ref().1.peer_certificates().map(Arc::from);
+            let info = ConnInfo {
+                remote,
+                tls: true,
+                peer,
+            };
+            connection(&builder, stream, router, info, watcher).await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
+    }
+    Ok(())
+}
+
+async fn connection<S>(builder: &auto::Builder<TokioExecutor>, io: S, router: Router, info: ConnInfo, watcher: Watcher)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(info.clone());
+        tower::ServiceExt::oneshot(router.clone(), req)
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
