@@ -3,12 +3,17 @@
 //! [`Client::request`] reaches any endpoint; typed helpers cover the common
 //! transit calls. Errors keep the server's status and messages. This crate
 //! does no cryptography of its own yet; envelope mode comes later.
+//!
+//! Server certificates are always verified: against the system's roots, or
+//! only against the CA given in [`TlsOptions`]. A client certificate in
+//! [`TlsOptions`] is presented for mTLS.
 #![forbid(unsafe_code)]
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::Method;
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -20,6 +25,30 @@ pub enum ClientError {
     Transport(#[from] reqwest::Error),
     #[error("unexpected response: {0}")]
     Protocol(String),
+    /// A CA or client certificate could not be used.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
+
+/// Certificates for HTTPS, all PEM.
+#[derive(Clone, Default)]
+pub struct TlsOptions {
+    /// CA certificate(s) to trust instead of the system's roots.
+    pub ca_cert: Option<Vec<u8>>,
+    /// Client certificate chain (leaf first), presented for mTLS.
+    pub client_cert: Option<Vec<u8>>,
+    /// The client certificate's private key.
+    pub client_key: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("ca_cert", &self.ca_cert.is_some())
+            .field("client_cert", &self.client_cert.is_some())
+            .field("client_key", &self.client_key.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;
@@ -33,9 +62,35 @@ pub struct Client {
 }
 
 impl Client {
-    /// `addr` like `http://127.0.0.1:8200`.
+    /// `addr` like `https://coffer.internal:8200`; system roots verify the server.
     pub fn new(addr: &str, token: Option<String>) -> Result<Self> {
-        let http = reqwest::Client::builder().build()?;
+        Self::with_tls(addr, token, &TlsOptions::default())
+    }
+
+    /// Like [`Client::new`], with a custom CA and/or a client certificate.
+    pub fn with_tls(addr: &str, token: Option<String>, tls: &TlsOptions) -> Result<Self> {
+        let mut b = reqwest::Client::builder();
+        if let Some(ca) = &tls.ca_cert {
+            let certs = reqwest::Certificate::from_pem_bundle(ca).map_err(|e| ClientError::Tls(format!("CA: {e}")))?;
+            if certs.is_empty() {
+                return Err(ClientError::Tls("CA: no PEM certificate found".into()));
+            }
+            b = b.tls_certs_only(certs);
+        }
+        match (&tls.client_cert, &tls.client_key) {
+            (Some(cert), Some(key)) => {
+                let mut pem = Zeroizing::new(Vec::with_capacity(cert.len() + key.len() + 1));
+                pem.extend_from_slice(cert);
+                pem.push(b'\n');
+                pem.extend_from_slice(key);
+                let id = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| ClientError::Tls(format!("client certificate: {e}")))?;
+                b = b.identity(id);
+            }
+            (None, None) => {}
+            _ => return Err(ClientError::Tls("a client certificate needs both the certificate and its key".into())),
+        }
+        let http = b.build()?;
         Ok(Client {
             http,
             addr: addr.trim_end_matches('/').to_owned(),

@@ -8,8 +8,9 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Args, Subcommand, ValueEnum};
-use coffer_client::Client;
+use coffer_client::{Client, TlsOptions};
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
 /// Where and as whom to connect; `COFFER_*` first, then `VAULT_*`.
 #[derive(Args, Clone)]
@@ -23,6 +24,15 @@ pub(crate) struct Conn {
     /// Tenant namespace [env: COFFER_NAMESPACE, VAULT_NAMESPACE]
     #[arg(long, global = true)]
     namespace: Option<String>,
+    /// PEM CA certificate that verifies the server, instead of the system roots [env: COFFER_CACERT, VAULT_CACERT]
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// PEM client certificate for mTLS [env: COFFER_CLIENT_CERT, VAULT_CLIENT_CERT]
+    #[arg(long, global = true, value_name = "FILE")]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of the client certificate [env: COFFER_CLIENT_KEY, VAULT_CLIENT_KEY]
+    #[arg(long, global = true, value_name = "FILE")]
+    client_key: Option<PathBuf>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -53,7 +63,20 @@ impl Conn {
             .namespace
             .clone()
             .or_else(|| env2("COFFER_NAMESPACE", "VAULT_NAMESPACE"));
-        Ok(Client::new(&addr, token)?.with_namespace(ns))
+        let file = |flag: &Option<PathBuf>, a: &str, b: &str| -> anyhow::Result<Option<Vec<u8>>> {
+            let Some(path) = flag.clone().or_else(|| env2(a, b).map(PathBuf::from)) else {
+                return Ok(None);
+            };
+            std::fs::read(&path)
+                .map(Some)
+                .with_context(|| format!("reading {}", path.display()))
+        };
+        let tls = TlsOptions {
+            ca_cert: file(&self.ca_cert, "COFFER_CACERT", "VAULT_CACERT")?,
+            client_cert: file(&self.client_cert, "COFFER_CLIENT_CERT", "VAULT_CLIENT_CERT")?,
+            client_key: file(&self.client_key, "COFFER_CLIENT_KEY", "VAULT_CLIENT_KEY")?.map(Zeroizing::new),
+        };
+        Ok(Client::with_tls(&addr, token, &tls)?.with_namespace(ns))
     }
 }
 

@@ -34,8 +34,13 @@ enum Command {
 
 /// Vault's CLI takes long flags with one dash (`-format=json`); accept both.
 fn normalise_args() -> Vec<String> {
-    const LONG: [&str; 9] = [
+    const LONG: [&str; 14] = [
         "format",
+        "ca-cert",
+        "client-cert",
+        "client-key",
+        "dev-tls",
+        "dev-tls-cert-dir",
         "address",
         "token",
         "namespace",
