@@ -88,7 +88,11 @@ impl Client {
                 b = b.identity(id);
             }
             (None, None) => {}
-            _ => return Err(ClientError::Tls("a client certificate needs both the certificate and its key".into())),
+            _ => {
+                return Err(ClientError::Tls(
+                    "a client certificate needs both the certificate and its key".into(),
+                ));
+            }
         }
         let http = b.build()?;
         Ok(Client {

@@ -9,8 +9,8 @@
 //! send requests with no token at all: such a request acts with the first
 //! matching role's policies, by role name.
 
-use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -106,7 +106,12 @@ fn role_matches(role: &CertRoleRow, who: &Presented<'_>) -> bool {
         return false;
     }
     let cns = json_list(&role.allowed_common_names);
-    if !cns.is_empty() && !who.common_name.as_deref().is_some_and(|cn| cns.iter().any(|p| glob(p, cn))) {
+    if !cns.is_empty()
+        && !who
+            .common_name
+            .as_deref()
+            .is_some_and(|cn| cns.iter().any(|p| glob(p, cn)))
+    {
         return false;
     }
     let sans = json_list(&role.allowed_dns_sans);
@@ -134,7 +139,9 @@ fn chains_to(trusted: &[CertificateDer<'static>], chain: &[CertificateDer<'stati
     let Some((leaf, intermediates)) = chain.split_first() else {
         return false;
     };
-    verifier.verify_client_cert(leaf, intermediates, UnixTime::now()).is_ok()
+    verifier
+        .verify_client_cert(leaf, intermediates, UnixTime::now())
+        .is_ok()
 }
 
 /// The first role (by name) of the tenant that the certificate satisfies.
@@ -199,7 +206,11 @@ pub(crate) async fn login(core: &Core, u: &Unsealed, req: &Request) -> ApiResult
     let only = req.params.str("name")?.filter(|n| !n.is_empty());
     let role = matching_role(core, &req.namespace, &who, only).await?;
     let policies = token_policies(&role);
-    let ttl = if role.ttl > 0 { role.ttl.min(DEFAULT_TTL) } else { DEFAULT_TTL };
+    let ttl = if role.ttl > 0 {
+        role.ttl.min(DEFAULT_TTL)
+    } else {
+        DEFAULT_TTL
+    };
     let now = core.now();
     let id = new_token_id()?;
     let meta = json!({
@@ -281,7 +292,13 @@ pub(crate) async fn handle(core: &Core, rest: &str, req: Request) -> ApiResult<R
             if req.op != Operation::List {
                 return Err(ApiError::MethodNotAllowed);
             }
-            let names: Vec<String> = core.store.cert_roles(&tenant).await?.into_iter().map(|r| r.name).collect();
+            let names: Vec<String> = core
+                .store
+                .cert_roles(&tenant)
+                .await?
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
             if names.is_empty() {
                 return Err(ApiError::NotFound);
             }
@@ -317,7 +334,8 @@ async fn write_role(core: &Core, tenant: &str, name: &str, req: &Request) -> Api
     let existing = core.store.cert_role(tenant, name).await?;
     let certificate = match (p.str("certificate")?, &existing) {
         (Some(pem), _) => {
-            let certs = crate::tls::parse_certs(pem.as_bytes()).map_err(|e| ApiError::bad(format!("certificate: {e}")))?;
+            let certs =
+                crate::tls::parse_certs(pem.as_bytes()).map_err(|e| ApiError::bad(format!("certificate: {e}")))?;
             if certs.is_empty() {
                 return Err(ApiError::bad("certificate: no PEM certificate found"));
             }
@@ -334,7 +352,9 @@ async fn write_role(core: &Core, tenant: &str, name: &str, req: &Request) -> Api
         match p.str_list(k)? {
             Some(v) => {
                 if v.iter().any(|s| s.len() > 255) {
-                    return Err(ApiError::bad(format!("field {k:?}: entries are limited to 255 characters")));
+                    return Err(ApiError::bad(format!(
+                        "field {k:?}: entries are limited to 255 characters"
+                    )));
                 }
                 Ok(json!(v).to_string())
             }
@@ -352,7 +372,9 @@ async fn write_role(core: &Core, tenant: &str, name: &str, req: &Request) -> Api
             }
             json!(v).to_string()
         }
-        None => existing.as_ref().map_or_else(|| "[]".to_owned(), |e| e.policies.clone()),
+        None => existing
+            .as_ref()
+            .map_or_else(|| "[]".to_owned(), |e| e.policies.clone()),
     };
     let ttl = match p.duration("token_ttl")?.or(p.duration("ttl")?) {
         Some(t) => i64::try_from(t).unwrap_or(i64::MAX).min(DEFAULT_TTL),
@@ -360,7 +382,9 @@ async fn write_role(core: &Core, tenant: &str, name: &str, req: &Request) -> Api
     };
     let display_name = match p.str("display_name")? {
         Some(d) if !d.is_empty() => d.to_owned(),
-        _ => existing.as_ref().map_or_else(|| name.to_owned(), |e| e.display_name.clone()),
+        _ => existing
+            .as_ref()
+            .map_or_else(|| name.to_owned(), |e| e.display_name.clone()),
     };
     let row = CertRoleRow {
         tenant: tenant.to_owned(),
@@ -370,7 +394,10 @@ async fn write_role(core: &Core, tenant: &str, name: &str, req: &Request) -> Api
             "allowed_common_names",
             existing.as_ref().map(|e| e.allowed_common_names.as_str()),
         )?,
-        allowed_dns_sans: list("allowed_dns_sans", existing.as_ref().map(|e| e.allowed_dns_sans.as_str()))?,
+        allowed_dns_sans: list(
+            "allowed_dns_sans",
+            existing.as_ref().map(|e| e.allowed_dns_sans.as_str()),
+        )?,
         policies,
         ttl,
         display_name,
@@ -396,7 +423,13 @@ mod tests {
         ] {
             assert!(glob(p, s), "{p} {s}");
         }
-        for (p, s) in [("svc-*", "other"), ("*.internal", "internal"), ("a*b", "ac"), ("x", "xx"), ("", "x")] {
+        for (p, s) in [
+            ("svc-*", "other"),
+            ("*.internal", "internal"),
+            ("a*b", "ac"),
+            ("x", "xx"),
+            ("", "x"),
+        ] {
             assert!(!glob(p, s), "{p} {s}");
         }
     }

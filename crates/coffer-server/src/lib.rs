@@ -34,11 +34,11 @@ use coffer_store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
 pub use crate::config::{Config, Limits};
-pub use crate::hygiene::{Hardening, harden_process};
-pub use crate::tls::{Tls, TlsError};
 pub use crate::core::{Clock, Core};
 pub use crate::error::ApiError;
+pub use crate::hygiene::{Hardening, harden_process};
 pub use crate::sys::VERSION;
+pub use crate::tls::{Tls, TlsError};
 
 /// Options for `coffer server --dev`.
 #[derive(Debug, Clone)]

@@ -60,7 +60,11 @@ impl Files {
     fn stamps(&self) -> Vec<Option<(SystemTime, u64)>> {
         self.paths()
             .iter()
-            .map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
+            .map(|p| {
+                std::fs::metadata(p)
+                    .ok()
+                    .and_then(|m| Some((m.modified().ok()?, m.len())))
+            })
             .collect()
     }
 }
@@ -75,7 +79,9 @@ pub struct Tls {
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tls").field("files", &self.files).finish_non_exhaustive()
+        f.debug_struct("Tls")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
     }
 }
 
@@ -84,28 +90,31 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, TlsError> {
-    std::fs::read(path).map(Zeroizing::new).map_err(|source| TlsError::Read {
-        path: path.display().to_string(),
-        source,
-    })
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|source| TlsError::Read {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// Every certificate in a PEM file.
 pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read_file(path)?;
-    parse_certs(&pem).map_err(|message| TlsError::Invalid {
-        path: path.display().to_string(),
-        message,
-    })
-    .and_then(|c| {
-        if c.is_empty() {
-            Err(TlsError::NoCertificate {
-                path: path.display().to_string(),
-            })
-        } else {
-            Ok(c)
-        }
-    })
+    parse_certs(&pem)
+        .map_err(|message| TlsError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+        .and_then(|c| {
+            if c.is_empty() {
+                Err(TlsError::NoCertificate {
+                    path: path.display().to_string(),
+                })
+            } else {
+                Ok(c)
+            }
+        })
 }
 
 /// Every certificate in PEM text (possibly none).
@@ -188,8 +197,14 @@ impl Tls {
     /// Loads the listener's certificate, key and client CA; fails if any is unusable.
     pub fn load(listener: &Listener) -> Result<Arc<Self>, TlsError> {
         let files = Files {
-            cert: listener.tls_cert_file.clone().ok_or(TlsError::Incomplete("tls_cert_file"))?,
-            key: listener.tls_key_file.clone().ok_or(TlsError::Incomplete("tls_key_file"))?,
+            cert: listener
+                .tls_cert_file
+                .clone()
+                .ok_or(TlsError::Incomplete("tls_cert_file"))?,
+            key: listener
+                .tls_key_file
+                .clone()
+                .ok_or(TlsError::Incomplete("tls_key_file"))?,
             client_ca: listener.tls_client_ca_file.clone(),
             require_client_cert: listener.tls_require_client_cert,
             min_version: listener.tls_min_version,
@@ -236,9 +251,11 @@ impl Tls {
     /// changes (checked every `interval`). Runs until the runtime stops.
     pub fn watch(self: &Arc<Self>, interval: Duration) {
         let me = self.clone();
+        // Registered before returning, so a SIGHUP right after start-up is
+        // never taken by the default action (which ends the process).
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         tokio::spawn(async move {
-            #[cfg(unix)]
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
 
-use crate::{CertRoleRow, MountRow, Op, Result, Store, StoreError, TenantKeyRow, TokenRow, TransitKeyRow, TransitVersionRow};
+use crate::{
+    CertRoleRow, MountRow, Op, Result, Store, StoreError, TenantKeyRow, TokenRow, TransitKeyRow, TransitVersionRow,
+};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "coffer.db";
@@ -557,7 +559,9 @@ mod tests {
         ])
         .await
         .unwrap();
-        s.apply(vec![Op::PutCertRole(role("", "web", "[\"b\"]"))]).await.unwrap();
+        s.apply(vec![Op::PutCertRole(role("", "web", "[\"b\"]"))])
+            .await
+            .unwrap();
         let names: Vec<String> = s.cert_roles("").await.unwrap().into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["api", "web"]);
         assert_eq!(s.cert_role("", "web").await.unwrap().unwrap().policies, "[\"b\"]");

@@ -1,6 +1,8 @@
 //! Starts the real `coffer` binary on a free loopback port and talks to it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pki;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,6 +16,10 @@ pub struct Server {
     pub root_token: Option<String>,
     pub unseal_key: Option<String>,
     http: reqwest::Client,
+    /// What the server printed up to its "listening" line.
+    pub printed: Vec<String>,
+    /// Headers of the last response to [`Server::raw`].
+    pub last_headers: std::sync::Mutex<reqwest::header::HeaderMap>,
 }
 
 pub fn bin() -> &'static str {
@@ -33,12 +39,17 @@ impl Server {
 
     /// `coffer server --config` over `data_dir`, on a free port.
     pub fn with_config(data_dir: &Path) -> Self {
-        let port = 0;
+        Self::with_config_text(data_dir, "tls_disable = true\n", "")
+    }
+
+    /// `coffer server --config` with `listener` lines (besides the address)
+    /// and any further tables in `rest`.
+    pub fn with_config_text(data_dir: &Path, listener: &str, rest: &str) -> Self {
         let cfg = data_dir.with_extension("toml");
         std::fs::write(
             &cfg,
             format!(
-                "[storage]\npath = {:?}\n[listener]\naddress = \"127.0.0.1:{port}\"\ntls_disable = true\n",
+                "[storage]\npath = {:?}\n[listener]\naddress = \"127.0.0.1:0\"\n{listener}{rest}",
                 data_dir.display().to_string()
             ),
         )
@@ -46,7 +57,7 @@ impl Server {
         Self::spawn(&["server", "--config", cfg.to_str().unwrap()])
     }
 
-    fn spawn(args: &[&str]) -> Self {
+    pub fn spawn(args: &[&str]) -> Self {
         let mut child = Command::new(bin())
             .args(args)
             .env("COFFER_LOG", "warn")
@@ -57,9 +68,13 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let (mut addr, mut root_token, mut unseal_key) = (None, None, None);
+        let mut printed = Vec::new();
         while let Some(Ok(line)) = lines.next() {
-            if let Some(rest) = line.split("http://").nth(1) {
-                addr.get_or_insert_with(|| rest.split(['\'', ' ']).next().unwrap().to_owned());
+            printed.push(line.clone());
+            for scheme in ["http://", "https://"] {
+                if let Some(rest) = line.split(scheme).nth(1) {
+                    addr.get_or_insert_with(|| format!("{scheme}{}", rest.split(['\'', ' ']).next().unwrap()));
+                }
             }
             if let Some(t) = line.strip_prefix("Root Token: ") {
                 root_token = Some(t.to_owned());
@@ -73,7 +88,7 @@ impl Server {
         }
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        let addr = format!("http://{}", addr.expect("server printed its address"));
+        let addr = addr.unwrap_or_else(|| panic!("server printed no address: {printed:?}"));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
@@ -84,7 +99,33 @@ impl Server {
             root_token,
             unseal_key,
             http,
+            printed,
+            last_headers: Default::default(),
         }
+    }
+
+    /// Talks to the server through `client` from now on (e.g. one trusting a test CA).
+    pub fn use_client(&mut self, client: reqwest::Client) {
+        self.http = client;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `host:port`.
+    pub fn hostport(&self) -> String {
+        self.addr.split("://").nth(1).unwrap().to_owned()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
     }
 
     /// Sends a request; returns status and JSON body (Null when empty).
@@ -114,6 +155,7 @@ impl Server {
         }
         let resp = rb.send().await.expect("request");
         let status = resp.status().as_u16();
+        self.last_headers.lock().unwrap().clone_from(resp.headers());
         let bytes = resp.bytes().await.unwrap();
         let v = if bytes.is_empty() {
             Value::Null
@@ -126,6 +168,27 @@ impl Server {
     pub async fn root(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let t = self.root_token.clone().unwrap_or_else(|| "root".into());
         self.call(method, path, Some(&t), body).await
+    }
+
+    /// Initialises with one share and unseals; keeps the root token for [`Server::root`].
+    pub async fn init_unseal(&mut self) -> String {
+        let (st, v) = self
+            .call(
+                "PUT",
+                "sys/init",
+                None,
+                Some(serde_json::json!({ "secret_shares": 1, "secret_threshold": 1 })),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        let key = v["keys_base64"][0].as_str().unwrap().to_owned();
+        let (st, v2) = self
+            .call("PUT", "sys/unseal", None, Some(serde_json::json!({ "key": key })))
+            .await;
+        assert_eq!(st, 200, "{v2}");
+        let root = v["root_token"].as_str().unwrap().to_owned();
+        self.root_token = Some(root.clone());
+        root
     }
 
     pub fn kill(mut self) {
