@@ -399,6 +399,29 @@ fn plaintext_b64(pt: &Plaintext) -> String {
     STANDARD.encode(pt.as_bytes())
 }
 
+/// One encrypt item's inputs, checked before anything is created.
+fn encrypt_input(item: &Params) -> ApiResult<(Plaintext, zeroize::Zeroizing<Vec<u8>>, Option<u32>)> {
+    refuse_unsupported(item)?;
+    let mut decoded = item
+        .base64("plaintext")?
+        .ok_or_else(|| ApiError::bad("missing plaintext to encrypt"))?;
+    let pt = Plaintext::new(std::mem::take(&mut *decoded));
+    Ok((pt, aad(item)?, item.u32("key_version")?))
+}
+
+/// Whether an upsert would encrypt at least one item: a new key is only
+/// created for such a request, so a refused request creates nothing.
+fn any_item_encrypts(p: &Params) -> ApiResult<bool> {
+    // A fresh key has only version 1.
+    let usable = |item: &Params| matches!(encrypt_input(item), Ok((_, _, None | Some(0 | 1))));
+    Ok(match p.array("batch_input")? {
+        None => usable(p),
+        Some(items) => items
+            .iter()
+            .any(|v| Params::from_value(v).is_ok_and(|item| usable(&item))),
+    })
+}
+
 async fn encrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Params) -> ApiResult<Reply> {
     valid_key_name(name)?;
     refuse_unsupported(p)?;
@@ -408,6 +431,12 @@ async fn encrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Pa
         None => {
             // Upsert, as Vault: the ACL already required `create` here.
             let key_type = key_type_param(p)?;
+            if !any_item_encrypts(p)? {
+                return batch(p, Some(StatusCode::BAD_REQUEST), |item| {
+                    encrypt_input(item)?;
+                    Err(ApiError::bad(format!("encryption key not found: {name}")))
+                });
+            }
             let _w = core.write.lock().await;
             match create_locked(core, u, &id, key_type).await? {
                 Some(r) => r,
@@ -416,12 +445,8 @@ async fn encrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Pa
         }
     };
     batch(p, Some(StatusCode::BAD_REQUEST), |item| {
-        refuse_unsupported(item)?;
-        let mut decoded = item
-            .base64("plaintext")?
-            .ok_or_else(|| ApiError::bad("missing plaintext to encrypt"))?;
-        let pt = Plaintext::new(std::mem::take(&mut *decoded));
-        let (ct, v) = ring.encrypt(pt.as_bytes(), &aad(item)?, item.u32("key_version")?)?;
+        let (pt, aad, version) = encrypt_input(item)?;
+        let (ct, v) = ring.encrypt(pt.as_bytes(), &aad, version)?;
         Ok(json!({ "ciphertext": ct, "key_version": v }))
     })
 }
