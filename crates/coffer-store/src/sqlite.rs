@@ -537,6 +537,36 @@ mod tests {
         assert_eq!(left.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2]);
     }
 
+    /// A database written by schema v1 opens, migrates, and keeps its rows.
+    #[tokio::test]
+    async fn a_v1_database_migrates_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let opts = SqliteConnectOptions::from_str("sqlite://")
+                .unwrap()
+                .filename(dir.path().join(DB_FILE))
+                .create_if_missing(true);
+            let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
+            sqlx::raw_sql(include_str!("../testdata/v1.sql"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        assert_eq!(s.transit_key_names("", "transit").await.unwrap(), ["orders"]);
+        assert_eq!(
+            s.transit_versions("", "transit", "orders").await.unwrap()[0].wrapped,
+            [9, 9]
+        );
+        assert_eq!(s.tenant_keys("").await.unwrap()[0].wrapped, [1, 2, 3]);
+        assert_eq!(s.mounts().await.unwrap()[0].accessor, "transit_0001");
+        assert!(s.policy("", "app").await.unwrap().unwrap().contains("transit/*"));
+        assert!(s.meta("seal").await.unwrap().is_some());
+        // The v2 table exists and works.
+        assert!(s.cert_roles("").await.unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn cert_roles_are_per_tenant_replaced_and_deleted() {
         let dir = tempfile::tempdir().unwrap();
