@@ -2,13 +2,21 @@
 # Vault-API compatibility suite runner.
 #   tests/compat/run.sh openbao [pytest args...]   # reference run against OpenBao
 #   COFFER_BIN=target/release/coffer tests/compat/run.sh coffer [pytest args...]
-# Env: COMPAT_VENV (default <repo>/target/compat-venv), BAO_BIN (optional bao binary override).
+#   COMPAT_TLS=1 COFFER_BIN=... tests/compat/run.sh coffer    # the same suite over HTTPS
+# Env: COMPAT_VENV (default <repo>/target/compat-venv), BAO_BIN (optional bao binary override),
+#      COMPAT_TLS=1 (coffer only): the dev server runs with --dev-tls, the non-dev server with a
+#      CA and certificate made here with openssl; hvac and requests trust both CAs through
+#      VAULT_CACERT / REQUESTS_CA_BUNDLE.
 set -euo pipefail
 
 usage() { echo "usage: $0 openbao|coffer [pytest args...]" >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 TARGET=$1; shift
 case "$TARGET" in openbao|coffer) ;; *) usage ;; esac
+TLS=${COMPAT_TLS:-0}
+if [[ $TLS == 1 && $TARGET != coffer ]]; then echo "COMPAT_TLS=1 is for the coffer target" >&2; exit 2; fi
+SCHEME=http
+[[ $TLS == 1 ]] && SCHEME=https
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -63,8 +71,8 @@ while len(out) < 4:
 print(*out)
 EOF
 )
-DEV_ADDR="http://127.0.0.1:$DEV_PORT"
-NONDEV_ADDR="http://127.0.0.1:$NONDEV_PORT"
+DEV_ADDR="$SCHEME://127.0.0.1:$DEV_PORT"
+NONDEV_ADDR="$SCHEME://127.0.0.1:$NONDEV_PORT"
 DEV_LOG=$WORK/dev-server.log
 NONDEV_LOG=$WORK/nondev-server.log
 NONDEV_PIDFILE=$WORK/nondev-server.pid
@@ -117,7 +125,28 @@ cluster_addr = "http://127.0.0.1:$NONDEV_CLUSTER_PORT"
 EOF
   SERVER_CMD="$(printf '%q ' "$BAO" server -config "$WORK/nondev.hcl")"
 else
-  "$COFFER_BIN" server --dev --dev-root-token-id=root --dev-listen-address="127.0.0.1:$DEV_PORT" >"$DEV_LOG" 2>&1 &
+  DEV_TLS_ARGS=()
+  LISTENER_TLS="tls_disable = true"
+  if [[ $TLS == 1 ]]; then
+    command -v openssl >/dev/null || { echo "COMPAT_TLS=1 needs openssl" >&2; exit 2; }
+    T=$WORK/tls
+    mkdir -p "$T"
+    # A throwaway CA and a server certificate for 127.0.0.1, for the non-dev server.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -subj "/CN=Coffer compat CA" -keyout "$T/ca.key" -out "$T/ca.pem" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+      -keyout "$T/server.key" -out "$T/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >"$T/ext.cnf"
+    openssl x509 -req -in "$T/server.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial -days 2 \
+      -extfile "$T/ext.cnf" -out "$T/server.pem" 2>/dev/null
+    LISTENER_TLS="tls_cert_file = \"$T/server.pem\"
+tls_key_file = \"$T/server.key\""
+    # The dev server makes its own CA (--dev-tls), written to $WORK/devtls.
+    DEV_TLS_ARGS=(--dev-tls --dev-tls-cert-dir "$WORK/devtls")
+  fi
+  "$COFFER_BIN" server --dev --dev-root-token-id=root --dev-listen-address="127.0.0.1:$DEV_PORT" \
+    "${DEV_TLS_ARGS[@]}" >"$DEV_LOG" 2>&1 &
   DEV_PID=$!
   cat >"$WORK/nondev.toml" <<EOF
 [storage]
@@ -125,9 +154,20 @@ path = "$WORK/nondev-data"
 
 [listener]
 address = "127.0.0.1:$NONDEV_PORT"
-tls_disable = true
+$LISTENER_TLS
 EOF
   SERVER_CMD="$(printf '%q ' "$COFFER_BIN" server --config "$WORK/nondev.toml")"
+fi
+
+if [[ $TLS == 1 ]]; then
+  # The dev server prints its root token once its CA is written and it listens.
+  for _ in $(seq 300); do
+    grep -q '^Root Token:' "$DEV_LOG" 2>/dev/null && break
+    kill -0 "$DEV_PID" 2>/dev/null || { echo "dev server exited during start-up" >&2; exit 1; }
+    sleep 0.2
+  done
+  cat "$WORK/tls/ca.pem" "$WORK/devtls/coffer-ca.pem" >"$WORK/ca-bundle.pem"
+  export REQUESTS_CA_BUNDLE=$WORK/ca-bundle.pem
 fi
 
 echo "== waiting for $TARGET dev server on $DEV_ADDR"
@@ -155,6 +195,9 @@ export COMPAT_UNINIT_ADDR=$NONDEV_ADDR COMPAT_SERVER_CMD=$SERVER_CMD
 export COMPAT_SERVER_LOG=$NONDEV_LOG COMPAT_SERVER_PIDFILE=$NONDEV_PIDFILE
 export PYTHONDONTWRITEBYTECODE=1
 unset VAULT_NAMESPACE VAULT_CACERT VAULT_CLIENT_CERT VAULT_CLIENT_KEY || true
+if [[ $TLS == 1 ]]; then
+  export VAULT_CACERT=$WORK/ca-bundle.pem REQUESTS_CA_BUNDLE=$WORK/ca-bundle.pem
+fi
 
 set +e
 (cd "$HERE" && "$VENV/bin/python" -m pytest -v -p no:cacheprovider "$@" .)
