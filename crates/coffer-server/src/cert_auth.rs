@@ -174,7 +174,8 @@ pub(crate) async fn caller(core: &Core, req: &Request) -> ApiResult<Caller> {
     let policies = token_policies(&role);
     let acl = acl_for(core, &role.tenant, &policies).await?;
     let token = TokenRow {
-        accessor: format!("cert:{}", role.name),
+        // Per certificate, so the rate limit counts each service on its own.
+        accessor: format!("cert:{}:{}", role.name, who.serial),
         hash: Vec::new(),
         namespace: role.tenant.clone(),
         parent: None,
