@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod rows;
+pub mod audit;
 pub mod sqlite;
 
 use async_trait::async_trait;
