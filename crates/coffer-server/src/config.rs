@@ -18,6 +18,11 @@ use serde::Deserialize;
 pub struct Config {
     pub storage: Storage,
     pub listener: Listener,
+    /// This node's name in audit records (default: $HOSTNAME, else "coffer").
+    #[serde(default)]
+    pub node_name: Option<String>,
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +49,14 @@ pub enum ConfigError {
 }
 
 impl Config {
+    pub fn node_name(&self) -> String {
+        self.node_name
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "coffer".into())
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),

@@ -16,11 +16,28 @@ use coffer_store::{MountRow, Op, Store, TenantKeyRow};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::audit::{Auditor, Reader};
 use crate::error::{ApiError, ApiResult};
+use coffer_core::audit::{RecordKeyPair, Signer};
+use coffer_store::audit::AuditStore;
 
 const META_SEAL: &str = "seal";
 const META_ROOT_KEY: &str = "root_key";
 const META_CLUSTER: &str = "cluster";
+const META_AUDIT_KEYS: &str = "audit_keys";
+const META_AUDIT_SIGNING: &str = "audit_signing";
+
+fn meta_audit_record_private(version: u32) -> String {
+    format!("audit_record_private/{version}")
+}
+
+/// The public halves of the audit keys, stored in clear.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AuditKeys {
+    pub(crate) record_version: u32,
+    pub(crate) record_public: String,
+    pub(crate) verify_key: String,
+}
 /// The root namespace's tenant id.
 pub(crate) const ROOT_NS: &str = "";
 
@@ -58,10 +75,6 @@ impl Clock {
 
 /// Key material that exists only while unsealed. Dropping it wipes it.
 pub(crate) struct Unsealed {
-    #[expect(
-        dead_code,
-        reason = "kept while unsealed to unwrap the keys of tenants created later"
-    )]
     root: Key256,
     /// HMAC key for token ids, derived from the root key.
     token_key: hmac::Key,
@@ -104,6 +117,8 @@ pub struct Core {
     pub(crate) keys: RwLock<HashMap<KeyId, Arc<Keyring>>>,
     /// Parsed ACL policies by (namespace, name); dropped on write or delete.
     pub(crate) policies: RwLock<HashMap<(String, String), Arc<Policy>>>,
+    pub(crate) auditor: Auditor,
+    pub(crate) audit_store: Option<AuditStore>,
 }
 
 /// What `sys/init` hands out exactly once.
@@ -143,6 +158,14 @@ pub(crate) fn new_uuid() -> String {
 }
 
 fn derive_token_key(root: &Key256) -> hmac::Key {
+    derive_hmac_key(root, b"coffer token hash v1")
+}
+
+fn derive_audit_hmac_key(root: &Key256) -> hmac::Key {
+    derive_hmac_key(root, b"coffer audit hmac v1")
+}
+
+fn derive_hmac_key(root: &Key256, purpose: &[u8]) -> hmac::Key {
     struct Len(usize);
     impl hkdf::KeyType for Len {
         fn len(&self) -> usize {
@@ -150,7 +173,7 @@ fn derive_token_key(root: &Key256) -> hmac::Key {
         }
     }
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"coffer").extract(root.expose());
-    let info = [&b"coffer token hash v1"[..]];
+    let info = [purpose];
     let okm = prk
         .expand(&info, Len(32))
         .expect("32 bytes is within HKDF-SHA256 limits");
@@ -160,8 +183,24 @@ fn derive_token_key(root: &Key256) -> hmac::Key {
 }
 
 impl Core {
-    /// Opens the server state over a store; sealed until unsealed.
+    /// Opens the server state over a store, without an audit trail.
     pub async fn open(store: Arc<dyn Store>, clock: Clock) -> ApiResult<Self> {
+        Self::open_audited(store, clock, Auditor::disabled(), None).await
+    }
+
+    /// Opens the server state over a store, auditing every request; sealed until unsealed.
+    pub async fn open_audited(
+        store: Arc<dyn Store>,
+        clock: Clock,
+        auditor: Auditor,
+        audit_store: Option<AuditStore>,
+    ) -> ApiResult<Self> {
+        if let Some(raw) = store.meta(META_AUDIT_KEYS).await? {
+            let keys: AuditKeys =
+                serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(format!("stored audit keys: {e}")))?;
+            let public = hex::decode(&keys.record_public).map_err(|e| ApiError::Internal(e.to_string()))?;
+            auditor.set_record_key(keys.record_version, public);
+        }
         let seal_config = match store.meta(META_SEAL).await? {
             Some(raw) => Some(
                 serde_json::from_slice(&raw)
@@ -184,6 +223,8 @@ impl Core {
             mounts: RwLock::new(Vec::new()),
             keys: RwLock::new(HashMap::new()),
             policies: RwLock::new(HashMap::new()),
+            auditor,
+            audit_store,
         })
     }
 
@@ -244,6 +285,13 @@ impl Core {
         };
         let token_key = derive_token_key(&root);
         let token_row = crate::tokens::root_token_row(&token_key, &root_token, now)?;
+        let (record_pair, record_private) = RecordKeyPair::generate()?;
+        let (signer, signing_seed) = Signer::generate()?;
+        let audit_keys = AuditKeys {
+            record_version: 1,
+            record_public: hex::encode(record_pair.public_key()?),
+            verify_key: hex::encode(signer.public_key()),
+        };
         let ops = vec![
             Op::PutMeta {
                 key: META_SEAL.into(),
@@ -265,10 +313,23 @@ impl Core {
             }),
             Op::InsertMount(crate::mounts::mount_row(ROOT_NS, "transit/", "transit", "", now)?),
             Op::InsertToken(token_row),
+            Op::PutMeta {
+                key: META_AUDIT_KEYS.into(),
+                value: json_bytes(&audit_keys)?,
+            },
+            Op::PutMeta {
+                key: meta_audit_record_private(1),
+                value: wrap::wrap(&root, &Label::audit("record", 1), record_private.as_bytes())?.0,
+            },
+            Op::PutMeta {
+                key: META_AUDIT_SIGNING.into(),
+                value: wrap::wrap(&root, &Label::audit("signing", 1), signing_seed.as_bytes())?.0,
+            },
         ];
         self.store.apply(ops).await?;
         *write(&self.seal_config) = Some(config);
         *write(&self.cluster) = Some(cluster);
+        self.auditor.set_record_key(1, record_pair.public_key()?);
         Ok(InitOutput {
             shares: split,
             root_token,
@@ -313,6 +374,15 @@ impl Core {
     }
 
     async fn load(&self, root: Key256) -> ApiResult<()> {
+        let signer = match self.store.meta(META_AUDIT_SIGNING).await? {
+            Some(w) => {
+                let seed = wrap::unwrap(&root, &Label::audit("signing", 1), &w)
+                    .map_err(|_| ApiError::Internal("the audit signing key fails to unwrap".into()))?;
+                Some(Arc::new(Signer::from_seed(seed.as_bytes())?))
+            }
+            None => None,
+        };
+        self.auditor.set_unsealed(signer, Some(derive_audit_hmac_key(&root)));
         let mut tenants = HashMap::new();
         tenants.insert(ROOT_NS.to_owned(), self.load_tenant(&root, ROOT_NS).await?);
         let unsealed = Unsealed {
@@ -344,10 +414,65 @@ impl Core {
 
     /// Wipes the root key and every unwrapped key from memory.
     pub(crate) fn seal(&self) {
+        self.auditor.set_unsealed(None, None);
         *write(&self.unsealed) = None;
         write(&self.keys).clear();
         write(&self.policies).clear();
         lock(&self.progress).clear();
+    }
+
+    /// A reader for the audit trail: unwraps every record key version.
+    pub(crate) async fn audit_reader(&self, u: &Unsealed) -> ApiResult<Reader> {
+        let mut pairs = HashMap::new();
+        if let Some(raw) = self.store.meta(META_AUDIT_KEYS).await? {
+            let keys: AuditKeys = serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(e.to_string()))?;
+            for v in 1..=keys.record_version {
+                if let Some(w) = self.store.meta(&meta_audit_record_private(v)).await? {
+                    let private = wrap::unwrap(&u.root, &Label::audit("record", v), &w)
+                        .map_err(|_| ApiError::Internal(format!("audit record key v{v} fails to unwrap")))?;
+                    pairs.insert(v, RecordKeyPair::from_private(private.as_bytes())?);
+                }
+            }
+        }
+        Ok(Reader::new(pairs))
+    }
+
+    /// Starts a new audit record key version; new sessions use it.
+    pub(crate) async fn rotate_audit_key(&self, u: &Unsealed) -> ApiResult<u32> {
+        let _w = self.write.lock().await;
+        let raw = self
+            .store
+            .meta(META_AUDIT_KEYS)
+            .await?
+            .ok_or_else(|| ApiError::Internal("no audit keys".into()))?;
+        let mut keys: AuditKeys = serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (pair, private) = RecordKeyPair::generate()?;
+        let v = keys.record_version + 1;
+        keys.record_version = v;
+        keys.record_public = hex::encode(pair.public_key()?);
+        self.store
+            .apply(vec![
+                Op::PutMeta {
+                    key: meta_audit_record_private(v),
+                    value: wrap::wrap(&u.root, &Label::audit("record", v), private.as_bytes())?.0,
+                },
+                Op::PutMeta {
+                    key: META_AUDIT_KEYS.into(),
+                    value: json_bytes(&keys)?,
+                },
+            ])
+            .await?;
+        self.auditor.set_record_key(v, pair.public_key()?);
+        Ok(v)
+    }
+
+    pub(crate) async fn audit_keys(&self) -> ApiResult<Option<AuditKeys>> {
+        match self.store.meta(META_AUDIT_KEYS).await? {
+            Some(raw) => Ok(Some(
+                serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
     }
 
     pub(crate) fn reset_progress(&self) {

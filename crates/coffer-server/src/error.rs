@@ -22,6 +22,9 @@ pub enum ApiError {
     /// The root key is not in memory.
     #[error("Vault is sealed")]
     Sealed,
+    /// The audit record could not be made durable in time: fail closed.
+    #[error("{0}; the request was refused")]
+    AuditUnavailable(String),
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -39,7 +42,7 @@ impl ApiError {
             ApiError::PermissionDenied => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::UnsupportedPath => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Sealed => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Sealed | ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) | ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -15,6 +15,7 @@ use coffer_core::policy::Capability;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+use crate::audit_record::AuditRecord;
 use crate::core::{Core, ROOT_NS, new_uuid};
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
@@ -80,8 +81,14 @@ async fn entry(
 ) -> Response {
     let request_id = new_uuid();
     let result = match parse_request(&method, &uri, &headers, &body, request_id.clone(), Some(remote)) {
-        Ok(req) => dispatch(&core, req).await,
-        Err(e) => Err(e),
+        Ok(req) => audited(&core, req).await,
+        Err(e) => {
+            let rec = crate::audit_record::unparsed(&core, &request_id, method.as_str(), uri.path(), remote, &e);
+            match core.auditor.record(&rec, core.is_initialized()).await {
+                Ok(()) => Err(e),
+                Err(a) => Err(ApiError::AuditUnavailable(a.to_string())),
+            }
+        }
     };
     let mut resp = match result {
         Ok(reply) => frame(reply, &request_id),
@@ -212,7 +219,31 @@ fn needs_sudo(path: &str) -> bool {
         || path.starts_with("sys/audit")
 }
 
-async fn dispatch(core: &Arc<Core>, req: Request) -> ApiResult<Reply> {
+/// Runs a request between its audit records: an intent record before any
+/// change (inside `dispatch`), and the outcome before the answer leaves.
+async fn audited(core: &Arc<Core>, req: Request) -> ApiResult<Reply> {
+    let rec = AuditRecord::begin(core, &req);
+    let mut who = None;
+    let result = dispatch(core, req, &rec, &mut who).await;
+    let (record, decrypts) = rec.finish(core, &result, who.as_deref());
+    core.auditor
+        .record(&record, rec.must_wait(core))
+        .await
+        .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+    if let Some(outcomes) = decrypts {
+        core.auditor
+            .observe_decrypts(
+                who.as_deref().unwrap_or("anonymous"),
+                &rec.source(),
+                core.now(),
+                &outcomes,
+            )
+            .await;
+    }
+    result
+}
+
+async fn dispatch(core: &Arc<Core>, req: Request, rec: &AuditRecord, who: &mut Option<String>) -> ApiResult<Reply> {
     if is_public(&req.path) {
         return sys::public(core, req).await;
     }
@@ -221,19 +252,26 @@ async fn dispatch(core: &Arc<Core>, req: Request) -> ApiResult<Reply> {
         return Err(ApiError::bad(format!("namespace {:?} does not exist", req.namespace)));
     }
     let caller = tokens::authenticate(core, &u, &req).await?;
+    *who = Some(caller.token.accessor.clone());
     if let Some(rest) = req.path.strip_prefix("sys/") {
         let rest = rest.to_owned();
         authorize(&caller, &req, capability_for(req.op, false))?;
-        return sys::handle(core, &caller, &rest, req).await;
+        rec.intent(core, &caller, req.op != Operation::Read && req.op != Operation::List)
+            .await?;
+        return sys::handle(core, &u, &caller, &rest, req).await;
     }
     if let Some(rest) = req.path.strip_prefix("auth/token/") {
         let rest = rest.to_owned();
         authorize(&caller, &req, capability_for(req.op, false))?;
+        let mutating = req.op == Operation::Delete || (req.op == Operation::Write && !rest.starts_with("lookup"));
+        rec.intent(core, &caller, mutating).await?;
         return tokens::handle(core, &u, &caller, &rest, req).await;
     }
     let (mount, rest) = mounts::resolve(core, &req.namespace, &req.path).ok_or(ApiError::UnsupportedPath)?;
     let creates = req.op == Operation::Write && transit::would_create(core, &u, &mount, &rest).await?;
     authorize(&caller, &req, capability_for(req.op, creates))?;
+    let mutating = creates || req.op == Operation::Delete || (req.op == Operation::Write && rest.starts_with("keys/"));
+    rec.intent(core, &caller, mutating).await?;
     transit::handle(core, &u, &mount, &rest, req).await
 }
 

@@ -38,6 +38,7 @@ pub struct AuditCheckpointRow {
     pub signature: Vec<u8>,
 }
 
+#[derive(Clone)]
 pub struct AuditStore {
     pool: SqlitePool,
 }
@@ -102,11 +103,12 @@ impl AuditStore {
 
     /// Records with `seq > after`, oldest first, at most `limit`.
     pub async fn records_after(&self, after: u64, limit: u32) -> Result<Vec<AuditRecordRow>> {
-        let rows = sqlx::query("SELECT seq, session, prev, payload FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?")
-            .bind(after as i64)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT seq, session, prev, payload FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?")
+                .bind(after as i64)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .iter()
             .map(|r| AuditRecordRow {
@@ -179,8 +181,19 @@ mod tests {
     async fn appends_and_refuses_edits() {
         let dir = tempfile::tempdir().unwrap();
         let a = AuditStore::open(dir.path()).await.unwrap();
-        let s = AuditSessionRow { id: 1, key_version: 1, public: vec![1; 32], started: 5, node: "n".into() };
-        let r = AuditRecordRow { seq: 1, session: 1, prev: vec![0; 32], payload: vec![9; 40] };
+        let s = AuditSessionRow {
+            id: 1,
+            key_version: 1,
+            public: vec![1; 32],
+            started: 5,
+            node: "n".into(),
+        };
+        let r = AuditRecordRow {
+            seq: 1,
+            session: 1,
+            prev: vec![0; 32],
+            payload: vec![9; 40],
+        };
         a.append(Some(&s), std::slice::from_ref(&r), None).await.unwrap();
         assert_eq!(a.last_record().await.unwrap(), Some(r.clone()));
         assert_eq!(a.sessions().await.unwrap(), vec![s]);
@@ -188,7 +201,15 @@ mod tests {
         let dup = AuditRecordRow { seq: 2, ..r.clone() };
         assert!(a.append(None, &[dup.clone(), r.clone()], None).await.is_err());
         assert_eq!(a.records_after(0, 10).await.unwrap().len(), 1);
-        assert!(sqlx::query("DELETE FROM audit_records").execute(&a.pool).await.is_err(), "append-only");
-        assert!(sqlx::query("UPDATE audit_records SET payload = x'00'").execute(&a.pool).await.is_err());
+        assert!(
+            sqlx::query("DELETE FROM audit_records").execute(&a.pool).await.is_err(),
+            "append-only"
+        );
+        assert!(
+            sqlx::query("UPDATE audit_records SET payload = x'00'")
+                .execute(&a.pool)
+                .await
+                .is_err()
+        );
     }
 }

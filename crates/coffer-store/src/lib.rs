@@ -8,8 +8,8 @@
 //! backend implements the same trait against the same schema.
 #![forbid(unsafe_code)]
 
-mod rows;
 pub mod audit;
+mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -75,6 +75,43 @@ pub(crate) enum ClientCommand {
     /// Write, read, list and delete ACL policies.
     #[command(subcommand)]
     Policy(Policy),
+    /// Read, verify and export the audit trail; list alerts.
+    #[command(subcommand)]
+    Audit(Audit),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Audit {
+    /// Verify the trail offline, straight from the store the config names (exit 0 intact, 1 tampered).
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+        /// The checkpoint verify key (hex) to pin, instead of the one in the store.
+        #[arg(long)]
+        verify_key: Option<String>,
+    },
+    /// Show the latest records (decrypted); -f follows new ones.
+    Tail {
+        #[arg(short = 'n', default_value_t = 20)]
+        n: u32,
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Export decrypted records as JSON lines (for a SIEM).
+    Export {
+        /// Unix seconds or RFC 3339.
+        #[arg(long, default_value = "0")]
+        since: String,
+        #[arg(long = "format", value_parser = ["jsonl"], default_value = "jsonl", id = "export_format")]
+        export_format: String,
+    },
+    /// List decryption alerts.
+    Alerts {
+        #[arg(long, default_value = "0")]
+        since: String,
+    },
+    /// Start a new audit record key (new records are sealed under it).
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -236,6 +273,7 @@ pub(crate) async fn run(conn: Conn, cmd: ClientCommand) -> anyhow::Result<ExitCo
     let c = conn.client()?;
     match cmd {
         ClientCommand::Operator(op) => return operator(&conn, &c, op).await,
+        ClientCommand::Audit(a) => return audit(&conn, &c, a).await,
         ClientCommand::Key(k) => {
             let r = match k {
                 Key::Create { name, key_type, mount } => {
@@ -358,6 +396,77 @@ pub(crate) async fn run(conn: Conn, cmd: ClientCommand) -> anyhow::Result<ExitCo
                 Policy::Delete { name } => c.request("DELETE", &format!("sys/policies/acl/{name}"), None).await?,
             };
             print(&conn, &r)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit(conn: &Conn, c: &Client, cmd: Audit) -> anyhow::Result<ExitCode> {
+    let records = |v: &Option<Value>, field: &str| -> Vec<Value> {
+        v.as_ref()
+            .and_then(|v| v["data"][field].as_array().cloned())
+            .unwrap_or_default()
+    };
+    match cmd {
+        Audit::Verify { config, verify_key } => {
+            let cfg = coffer_server::Config::load(&config)?;
+            let report = coffer_server::verify_audit_offline(&cfg, verify_key.as_deref()).await?;
+            let intact = report["intact"].as_bool().unwrap_or(false);
+            if conn.format == Format::Json {
+                println!("{report}");
+            } else if intact {
+                println!(
+                    "intact: {} records, {} checkpoints, {} records after the last checkpoint",
+                    report["records"], report["checkpoints"], report["unsigned_tail"]
+                );
+            } else {
+                println!(
+                    "TAMPERED: first bad record is seq {} ({})",
+                    report["first_bad_seq"],
+                    report["kind"].as_str().unwrap_or("?")
+                );
+            }
+            return Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+        Audit::Tail { n, follow } => {
+            let r = c.request("GET", &format!("sys/audit/tail?n={n}"), None).await?;
+            let mut last = 0;
+            for rec in records(&r, "records") {
+                last = rec["seq"].as_u64().unwrap_or(last);
+                println!("{rec}");
+            }
+            while follow {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let r = c
+                    .request("GET", &format!("sys/audit/tail?n=1000&after={last}"), None)
+                    .await?;
+                for rec in records(&r, "records") {
+                    last = rec["seq"].as_u64().unwrap_or(last);
+                    println!("{rec}");
+                }
+            }
+        }
+        Audit::Export { since, .. } => {
+            let since = since.replace('+', "%2B");
+            let r = c
+                .request("GET", &format!("sys/audit/export?since={since}"), None)
+                .await?;
+            for rec in records(&r, "records") {
+                println!("{rec}");
+            }
+        }
+        Audit::Alerts { since } => {
+            let since = since.replace('+', "%2B");
+            let r = c
+                .request("GET", &format!("sys/audit/alerts?since={since}"), None)
+                .await?;
+            for rec in records(&r, "alerts") {
+                println!("{rec}");
+            }
+        }
+        Audit::Rotate => {
+            let r = c.request("POST", "sys/audit/rotate", None).await?;
+            print(conn, &r)?;
         }
     }
     Ok(ExitCode::SUCCESS)
