@@ -46,10 +46,14 @@ impl AuditRecord {
     pub(crate) fn begin(core: &Core, req: &Request) -> Self {
         let mut hm = Map::new();
         for field in SENSITIVE {
-            if let Ok(Some(v)) = req.params.str(field) {
-                if let Some(h) = core.auditor.hmac(v.as_bytes()) {
-                    hm.insert(field.to_owned(), json!(h));
-                }
+            if let Some(h) = req
+                .params
+                .str(field)
+                .ok()
+                .flatten()
+                .and_then(|v| core.auditor.hmac(v.as_bytes()))
+            {
+                hm.insert(field.to_owned(), json!(h));
             }
         }
         let (action, key) = match mounts::resolve(core, &req.namespace, &req.path) {
@@ -151,16 +155,17 @@ impl AuditRecord {
             if let Some(v) = d.get("key_version") {
                 m.insert("ver".into(), v.clone());
             }
-            if let Some(ct) = d.get("ciphertext").and_then(Value::as_str) {
-                if let Some(h) = core.auditor.hmac(ct.as_bytes()) {
-                    out_hm.insert("ciphertext_out".into(), json!(h));
-                }
+            if let Some(h) = d
+                .get("ciphertext")
+                .and_then(Value::as_str)
+                .and_then(|c| core.auditor.hmac(c.as_bytes()))
+            {
+                out_hm.insert("ciphertext_out".into(), json!(h));
             }
         }
-        if let Some(t) = auth.and_then(|a| a.get("client_token")).and_then(Value::as_str) {
-            if let Some(h) = core.auditor.hmac(t.as_bytes()) {
-                out_hm.insert("token_out".into(), json!(h));
-            }
+        let token = auth.and_then(|a| a.get("client_token")).and_then(Value::as_str);
+        if let Some(h) = token.and_then(|t| core.auditor.hmac(t.as_bytes())) {
+            out_hm.insert("token_out".into(), json!(h));
         }
         if !out_hm.is_empty() {
             let hm = m.entry("hm").or_insert_with(|| json!({}));

@@ -435,7 +435,10 @@ async fn audit(conn: &Conn, c: &Client, cmd: Audit) -> anyhow::Result<ExitCode> 
                 last = rec["seq"].as_u64().unwrap_or(last);
                 println!("{rec}");
             }
-            while follow {
+            if !follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            loop {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 let r = c
                     .request("GET", &format!("sys/audit/tail?n=1000&after={last}"), None)
