@@ -26,6 +26,8 @@ use crate::core::{Clock, lock, read, write};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
+    /// Audit every request (default). Turning it off is for benchmarks; the server warns loudly.
+    pub enabled: bool,
     /// How long a request waits for its record to be durable before it fails with 503.
     pub deadline_ms: u64,
     /// Optional extra sink: the same sealed rows, one JSON line each, fsynced.
@@ -38,6 +40,7 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
+            enabled: true,
             deadline_ms: 2000,
             file: None,
             webhook_url: None,
