@@ -8,11 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::{hkdf, hmac};
 use coffer_core::keyring::Keyring;
-use coffer_core::policy::Policy;
+use coffer_core::policy::{Acl, Policy};
 use coffer_core::shamir::{self, Share};
 use coffer_core::wrap::{self, Label};
 use coffer_core::{Key256, rand};
-use coffer_store::{MountRow, Op, Store, TenantKeyRow};
+use coffer_store::{MountRow, Op, Store, TenantKeyRow, TokenRow};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -119,7 +119,14 @@ pub struct Core {
     pub(crate) policies: RwLock<HashMap<(String, String), Arc<Policy>>>,
     pub(crate) auditor: Auditor,
     pub(crate) audit_store: Option<AuditStore>,
+    /// Live tokens by id hash (unlimited-use ones only); cleared on any revocation.
+    pub(crate) token_cache: RwLock<HashMap<Vec<u8>, TokenRow>>,
+    /// ACLs by namespace and policy set; cleared on any policy change.
+    pub(crate) acl_cache: RwLock<HashMap<String, Arc<Acl>>>,
 }
+
+/// Entries a cache may hold before it is emptied (bounded memory, simply).
+pub(crate) const CACHE_LIMIT: usize = 100_000;
 
 /// What `sys/init` hands out exactly once.
 pub(crate) struct InitOutput {
@@ -225,6 +232,8 @@ impl Core {
             policies: RwLock::new(HashMap::new()),
             auditor,
             audit_store,
+            token_cache: RwLock::new(HashMap::new()),
+            acl_cache: RwLock::new(HashMap::new()),
         })
     }
 
@@ -418,6 +427,7 @@ impl Core {
         *write(&self.unsealed) = None;
         write(&self.keys).clear();
         write(&self.policies).clear();
+        self.invalidate_auth();
         lock(&self.progress).clear();
     }
 
@@ -473,6 +483,12 @@ impl Core {
             )),
             None => Ok(None),
         }
+    }
+
+    /// Forgets cached tokens and ACLs (after a revocation or a policy change).
+    pub(crate) fn invalidate_auth(&self) {
+        write(&self.token_cache).clear();
+        write(&self.acl_cache).clear();
     }
 
     pub(crate) fn reset_progress(&self) {
