@@ -12,11 +12,12 @@ use coffer_core::policy::{Acl, Policy};
 use coffer_core::shamir::{self, Share};
 use coffer_core::wrap::{self, Label};
 use coffer_core::{Key256, rand};
-use coffer_store::{MountRow, Op, Store, TenantKeyRow, TokenRow};
+use coffer_store::{MountRow, NamespaceRow, Op, Store, TenantKeyRow, TokenRow};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::audit::{Auditor, Reader};
+use crate::cache::Lru;
 use crate::error::{ApiError, ApiResult};
 use coffer_core::audit::{RecordKeyPair, Signer};
 use coffer_store::audit::AuditStore;
@@ -62,6 +63,19 @@ pub struct Clock {
 }
 
 impl Clock {
+    /// A clock that stays at `t` until [`Clock::set`] moves it (for tests).
+    pub fn fixed(t: i64) -> Self {
+        Clock {
+            fixed: Some(Arc::new(std::sync::atomic::AtomicI64::new(t))),
+        }
+    }
+
+    pub fn set(&self, t: i64) {
+        if let Some(f) = &self.fixed {
+            f.store(t, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     pub fn now(&self) -> i64 {
         match &self.fixed {
             Some(t) => t.load(std::sync::atomic::Ordering::Relaxed),
@@ -78,8 +92,32 @@ pub(crate) struct Unsealed {
     root: Key256,
     /// HMAC key for token ids, derived from the root key.
     token_key: hmac::Key,
-    /// Tenant keys by namespace: every version, and the current one.
-    tenants: RwLock<HashMap<String, TenantKeys>>,
+    /// Tenant keys by namespace (every live version, and the current one); bounded.
+    tenants: Lru<String, TenantKeys>,
+}
+
+/// Sizes and policies a deployment may tune.
+#[derive(Debug, Clone)]
+pub struct CoreOptions {
+    /// Keyrings kept unwrapped in memory.
+    pub key_cache: usize,
+    /// Tenants whose keys are kept unwrapped in memory.
+    pub tenant_cache: usize,
+    /// Default `auto_rotate_period` (seconds) for new keys, by key type name.
+    pub default_rotation: HashMap<String, u64>,
+    /// Tenant key rotation period (seconds); 0 = never.
+    pub tenant_rotation: u64,
+}
+
+impl Default for CoreOptions {
+    fn default() -> Self {
+        CoreOptions {
+            key_cache: 10_000,
+            tenant_cache: 10_000,
+            default_rotation: HashMap::new(),
+            tenant_rotation: 0,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -114,7 +152,11 @@ pub struct Core {
     /// Serialises changes to keys, mounts, tokens and policies.
     pub(crate) write: tokio::sync::Mutex<()>,
     pub(crate) mounts: RwLock<Vec<MountRow>>,
-    pub(crate) keys: RwLock<HashMap<KeyId, Arc<Keyring>>>,
+    /// Unwrapped keyrings in use; bounded, wiped on eviction.
+    pub(crate) keys: Lru<KeyId, Arc<Keyring>>,
+    /// Tenants by name (None: no such tenant), so path prefixes resolve without a query.
+    pub(crate) namespaces: Lru<String, Option<NamespaceRow>>,
+    pub(crate) options: CoreOptions,
     /// Parsed ACL policies by (namespace, name); dropped on write or delete.
     pub(crate) policies: RwLock<HashMap<(String, String), Arc<Policy>>>,
     pub(crate) auditor: Auditor,
@@ -228,7 +270,9 @@ impl Core {
             progress: Mutex::new(Vec::new()),
             write: tokio::sync::Mutex::new(()),
             mounts: RwLock::new(Vec::new()),
-            keys: RwLock::new(HashMap::new()),
+            keys: Lru::new(CoreOptions::default().key_cache),
+            namespaces: Lru::new(CoreOptions::default().tenant_cache),
+            options: CoreOptions::default(),
             policies: RwLock::new(HashMap::new()),
             auditor,
             audit_store,
@@ -237,8 +281,20 @@ impl Core {
         })
     }
 
+    /// Applies cache sizes and rotation policies (before the server starts).
+    pub fn with_options(mut self, options: CoreOptions) -> Self {
+        self.keys = Lru::new(options.key_cache);
+        self.namespaces = Lru::new(options.tenant_cache);
+        self.options = options;
+        self
+    }
+
     pub(crate) fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    pub(crate) fn next_tenant_rotation(&self, from: i64) -> Option<i64> {
+        (self.options.tenant_rotation > 0).then(|| from + self.options.tenant_rotation as i64)
     }
 
     pub fn is_initialized(&self) -> bool {
@@ -321,6 +377,13 @@ impl Core {
                 wrapped: wrap::wrap_key(&root, &Label::tenant(ROOT_NS, 1), &tenant)?.0,
             }),
             Op::InsertMount(crate::mounts::mount_row(ROOT_NS, "transit/", "transit", "", now)?),
+            Op::InsertNamespace(NamespaceRow {
+                name: ROOT_NS.into(),
+                id: "root".into(),
+                created: now,
+                disabled: false,
+                next_rotation: self.next_tenant_rotation(now),
+            }),
             Op::InsertToken(token_row),
             Op::PutMeta {
                 key: META_AUDIT_KEYS.into(),
@@ -392,20 +455,21 @@ impl Core {
             None => None,
         };
         self.auditor.set_unsealed(signer, Some(derive_audit_hmac_key(&root)));
-        let mut tenants = HashMap::new();
+        let tenants = Lru::new(self.options.tenant_cache);
         tenants.insert(ROOT_NS.to_owned(), self.load_tenant(&root, ROOT_NS).await?);
         let unsealed = Unsealed {
             token_key: derive_token_key(&root),
             root,
-            tenants: RwLock::new(tenants),
+            tenants,
         };
         *write(&self.mounts) = self.store.mounts().await?;
-        write(&self.keys).clear();
+        self.keys.clear();
+        self.namespaces.clear();
         *write(&self.unsealed) = Some(Arc::new(unsealed));
         Ok(())
     }
 
-    async fn load_tenant(&self, root: &Key256, namespace: &str) -> ApiResult<TenantKeys> {
+    pub(crate) async fn load_tenant(&self, root: &Key256, namespace: &str) -> ApiResult<TenantKeys> {
         let rows = self.store.tenant_keys(namespace).await?;
         let mut versions = HashMap::new();
         for r in &rows {
@@ -425,7 +489,8 @@ impl Core {
     pub(crate) fn seal(&self) {
         self.auditor.set_unsealed(None, None);
         *write(&self.unsealed) = None;
-        write(&self.keys).clear();
+        self.keys.clear();
+        self.namespaces.clear();
         write(&self.policies).clear();
         self.invalidate_auth();
         lock(&self.progress).clear();
@@ -495,11 +560,32 @@ impl Core {
         lock(&self.progress).clear();
     }
 
-    pub(crate) fn tenant_keys(&self, u: &Unsealed, namespace: &str) -> ApiResult<TenantKeys> {
-        read(&u.tenants)
-            .get(namespace)
-            .cloned()
-            .ok_or_else(|| ApiError::bad(format!("namespace {namespace:?} does not exist")))
+    /// The tenant's keys, unwrapped on first use and kept in a bounded cache.
+    pub(crate) async fn tenant_keys(&self, u: &Unsealed, namespace: &str) -> ApiResult<TenantKeys> {
+        if let Some(t) = u.tenants.get(&namespace.to_owned()) {
+            return Ok(t);
+        }
+        let t = self.load_tenant(&u.root, namespace).await?;
+        u.tenants.insert(namespace.to_owned(), t.clone());
+        Ok(t)
+    }
+
+    pub(crate) fn forget_tenant(&self, u: &Unsealed, namespace: &str) {
+        u.tenants.remove(&namespace.to_owned());
+    }
+
+    pub(crate) fn root_key<'a>(&self, u: &'a Unsealed) -> &'a Key256 {
+        &u.root
+    }
+
+    /// The tenant, from the cache or the store (None if there is none).
+    pub(crate) async fn namespace(&self, name: &str) -> ApiResult<Option<NamespaceRow>> {
+        if let Some(n) = self.namespaces.get(&name.to_owned()) {
+            return Ok(n);
+        }
+        let n = self.store.namespace(name).await?;
+        self.namespaces.insert(name.to_owned(), n.clone());
+        Ok(n)
     }
 
     /// The keyed hash under which a token id is stored.

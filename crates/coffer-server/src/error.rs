@@ -12,6 +12,9 @@ pub enum ApiError {
     /// No token, an unknown or expired token, or a policy that forbids it.
     #[error("permission denied")]
     PermissionDenied,
+    /// The tenant is disabled: every operation in it is refused until enabled.
+    #[error("tenant {0:?} is disabled")]
+    TenantDisabled(String),
     /// The path names nothing (Vault answers `{"errors": []}`).
     #[error("")]
     NotFound,
@@ -39,7 +42,7 @@ impl ApiError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::PermissionDenied => StatusCode::FORBIDDEN,
+            ApiError::PermissionDenied | ApiError::TenantDisabled(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::UnsupportedPath => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Sealed | ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

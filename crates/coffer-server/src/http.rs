@@ -145,7 +145,12 @@ fn parse_request(
 ) -> ApiResult<Request> {
     let raw = uri.path();
     let path = raw.strip_prefix("/v1/").ok_or(ApiError::UnsupportedPath)?;
-    if path.is_empty() || path.len() > 1024 || path.split('/').any(|s| s == "." || s == "..") || path.contains("//") {
+    if path.is_empty()
+        || path.len() > 1024
+        || path.starts_with('/')
+        || path.split('/').any(|s| s == "." || s == "..")
+        || path.contains("//")
+    {
         return Err(ApiError::UnsupportedPath);
     }
     let query: HashMap<String, String> = match uri.query() {
@@ -217,14 +222,23 @@ fn needs_sudo(path: &str) -> bool {
         "sys/seal" | "auth/token/create-orphan" | "auth/token/revoke-orphan"
     ) || path.starts_with("sys/mounts")
         || path.starts_with("sys/audit")
+        || path.starts_with("sys/namespaces")
 }
 
 /// Runs a request between its audit records: an intent record before any
 /// change (inside `dispatch`), and the outcome before the answer leaves.
-async fn audited(core: &Arc<Core>, req: Request) -> ApiResult<Reply> {
+async fn audited(core: &Arc<Core>, mut req: Request) -> ApiResult<Reply> {
+    let resolved = if is_public(&req.path) {
+        Ok(())
+    } else {
+        resolve_namespace(core, &mut req).await
+    };
     let rec = AuditRecord::begin(core, &req);
     let mut who = None;
-    let result = dispatch(core, req, &rec, &mut who).await;
+    let result = match resolved {
+        Ok(()) => dispatch(core, req, &rec, &mut who).await,
+        Err(e) => Err(e),
+    };
     let (record, decrypts) = rec.finish(core, &result, who.as_deref());
     core.auditor
         .record(&record, rec.must_wait(core))
@@ -248,9 +262,6 @@ async fn dispatch(core: &Arc<Core>, req: Request, rec: &AuditRecord, who: &mut O
         return sys::public(core, req).await;
     }
     let u = core.unsealed()?;
-    if req.namespace != ROOT_NS {
-        return Err(ApiError::bad(format!("namespace {:?} does not exist", req.namespace)));
-    }
     let caller = tokens::authenticate(core, &u, &req).await?;
     *who = Some(caller.token.accessor.clone());
     if let Some(rest) = req.path.strip_prefix("sys/") {
@@ -285,10 +296,42 @@ fn capability_for(op: Operation, creates: bool) -> Capability {
     }
 }
 
+/// Checks the caller's ACL. A token acts only in its own tenant; a root
+/// namespace token reaches into a tenant through paths prefixed with it.
 fn authorize(caller: &Caller, req: &Request, cap: Capability) -> ApiResult<()> {
-    let caps = caller.acl.capabilities(&req.path);
+    let acl_path = if caller.token.namespace == req.namespace {
+        req.path.clone()
+    } else if caller.token.namespace == ROOT_NS {
+        format!("{}/{}", req.namespace, req.path)
+    } else {
+        return Err(ApiError::PermissionDenied);
+    };
+    let caps = caller.acl.capabilities(&acl_path);
     if !caps.contains(cap) || (needs_sudo(&req.path) && !caps.contains(Capability::Sudo)) {
         return Err(ApiError::PermissionDenied);
     }
     Ok(())
+}
+
+/// Takes the tenant from the header, or from the path's first segment when
+/// it names a tenant (`/v1/acme/transit/...`); refuses unknown or disabled ones.
+async fn resolve_namespace(core: &Core, req: &mut Request) -> ApiResult<()> {
+    if req.namespace.is_empty() {
+        let Some((first, rest)) = req.path.split_once('/') else {
+            return Ok(());
+        };
+        if matches!(first, "" | "sys" | "auth") || mounts::resolve(core, ROOT_NS, &req.path).is_some() {
+            return Ok(());
+        }
+        if core.namespace(first).await?.is_none() {
+            return Ok(());
+        }
+        req.namespace = first.to_owned();
+        req.path = rest.to_owned();
+    }
+    match core.namespace(&req.namespace).await? {
+        None => Err(ApiError::bad(format!("namespace {:?} does not exist", req.namespace))),
+        Some(n) if n.disabled => Err(ApiError::TenantDisabled(n.name)),
+        Some(_) => Ok(()),
+    }
 }

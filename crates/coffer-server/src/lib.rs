@@ -10,13 +10,16 @@
 pub mod audit;
 mod audit_api;
 mod audit_record;
+mod cache;
 pub mod config;
 mod core;
 mod error;
 mod http;
 mod mounts;
+mod namespaces;
 mod params;
 mod policies;
+pub mod scheduler;
 mod sys;
 mod tokens;
 mod transit;
@@ -31,8 +34,9 @@ use crate::audit::Auditor;
 use tokio::net::TcpListener;
 
 pub use crate::config::Config;
-pub use crate::core::{Clock, Core};
+pub use crate::core::{Clock, Core, CoreOptions};
 pub use crate::error::ApiError;
+pub use crate::scheduler::{Rotated, rotate_due};
 pub use crate::sys::VERSION;
 
 /// Options for `coffer server --dev`.

@@ -14,7 +14,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
-pub use rows::{MountRow, TenantKeyRow, TokenRow, TransitKeyRow, TransitVersionRow};
+pub use rows::{MountRow, NamespaceRow, TenantKeyRow, TokenRow, TombstoneRow, TransitKeyRow, TransitVersionRow};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -86,6 +86,23 @@ pub enum Op {
     OrphanChildren {
         parent: String,
     },
+    /// Fails with [`StoreError::Conflict`] if the namespace exists.
+    InsertNamespace(NamespaceRow),
+    SetNamespaceDisabled {
+        name: String,
+        disabled: bool,
+    },
+    SetNamespaceRotation {
+        name: String,
+        next_rotation: Option<i64>,
+    },
+    /// Destroys every row of a tenant (keys, tokens, policies, mounts) and leaves the tombstone.
+    ShredNamespace(TombstoneRow),
+    /// Deletes tenant key versions below `below` (after a rewrap).
+    DeleteTenantKeysBelow {
+        namespace: String,
+        below: u32,
+    },
     PutPolicy {
         namespace: String,
         name: String,
@@ -113,6 +130,17 @@ pub trait Store: Send + Sync + 'static {
     async fn consume_token_use(&self, accessor: &str) -> Result<bool>;
     async fn policy(&self, namespace: &str, name: &str) -> Result<Option<String>>;
     async fn policy_names(&self, namespace: &str) -> Result<Vec<String>>;
+    async fn namespace(&self, name: &str) -> Result<Option<NamespaceRow>>;
+    async fn namespaces(&self) -> Result<Vec<NamespaceRow>>;
+    async fn tombstones(&self) -> Result<Vec<TombstoneRow>>;
+    /// Keys due for automatic rotation at `now`, at most `limit`.
+    async fn transit_keys_due(&self, now: i64, limit: u32) -> Result<Vec<TransitKeyRow>>;
+    /// Tenants whose key is due for rotation at `now`.
+    async fn namespaces_due(&self, now: i64, limit: u32) -> Result<Vec<NamespaceRow>>;
+    /// Every transit key of a tenant (to rewrap under a new tenant key).
+    async fn transit_keys_of(&self, namespace: &str) -> Result<Vec<TransitKeyRow>>;
     /// Applies every op in one transaction: all or nothing.
     async fn apply(&self, ops: Vec<Op>) -> Result<()>;
+    /// Makes deleted rows unrecoverable from the files (after a shred).
+    async fn scrub(&self) -> Result<()>;
 }

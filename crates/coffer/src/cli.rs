@@ -78,6 +78,35 @@ pub(crate) enum ClientCommand {
     /// Read, verify and export the audit trail; list alerts.
     #[command(subcommand)]
     Audit(Audit),
+    /// Create, list, disable, enable, rotate and shred tenants.
+    #[command(subcommand)]
+    Tenant(Tenant),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Tenant {
+    Create {
+        name: String,
+    },
+    List,
+    /// Refuse every operation in the tenant until enabled again.
+    Disable {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
+    /// New tenant key; every key of the tenant is rewrapped under it.
+    Rotate {
+        name: String,
+    },
+    /// IRREVERSIBLE: destroy the tenant's keys, so every ciphertext of it is unrecoverable forever.
+    Shred {
+        name: String,
+        /// Skip the confirmation prompt.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -148,6 +177,9 @@ pub(crate) enum Key {
     List {
         #[arg(long, default_value = "transit")]
         mount: String,
+        /// Only keys past their rotation deadline.
+        #[arg(long)]
+        overdue: bool,
     },
     Read {
         name: String,
@@ -274,6 +306,44 @@ pub(crate) async fn run(conn: Conn, cmd: ClientCommand) -> anyhow::Result<ExitCo
     match cmd {
         ClientCommand::Operator(op) => return operator(&conn, &c, op).await,
         ClientCommand::Audit(a) => return audit(&conn, &c, a).await,
+        ClientCommand::Tenant(t) => {
+            let r = match t {
+                Tenant::Create { name } => c.request("POST", &format!("sys/namespaces/{name}"), None).await?,
+                Tenant::List => c.request("LIST", "sys/namespaces", None).await?,
+                Tenant::Disable { name } => {
+                    c.request("POST", &format!("sys/namespaces/{name}/disable"), None)
+                        .await?
+                }
+                Tenant::Enable { name } => {
+                    c.request("POST", &format!("sys/namespaces/{name}/enable"), None)
+                        .await?
+                }
+                Tenant::Rotate { name } => {
+                    c.request("POST", &format!("sys/namespaces/{name}/rotate"), None)
+                        .await?
+                }
+                Tenant::Shred { name, yes } => {
+                    if !yes {
+                        eprintln!(
+                            "Shredding tenant {name:?} destroys its keys. Every ciphertext of this tenant becomes\n\
+                             permanently undecryptable; no backup can bring it back. This cannot be undone.\n\
+                             Type the tenant name to confirm:"
+                        );
+                        let mut line = String::new();
+                        std::io::stdin()
+                            .read_line(&mut line)
+                            .context("reading the confirmation")?;
+                        if line.trim() != name {
+                            bail!("not confirmed; nothing was shredded");
+                        }
+                    }
+                    c.request("DELETE", &format!("sys/namespaces/{name}"), None).await?;
+                    eprintln!("Tenant {name:?} shredded. A tombstone records it.");
+                    None
+                }
+            };
+            print(&conn, &r)?;
+        }
         ClientCommand::Key(k) => {
             let r = match k {
                 Key::Create { name, key_type, mount } => {
@@ -284,7 +354,16 @@ pub(crate) async fn run(conn: Conn, cmd: ClientCommand) -> anyhow::Result<ExitCo
                     )
                     .await?
                 }
-                Key::List { mount } => c.request("LIST", &format!("{mount}/keys"), None).await?,
+                Key::List { mount, overdue } => {
+                    let q = if overdue { "?overdue=true" } else { "" };
+                    match c.request("LIST", &format!("{mount}/keys{q}"), None).await {
+                        Err(coffer_client::ClientError::Api { status: 404, .. }) if overdue => {
+                            eprintln!("No key is overdue for rotation.");
+                            None
+                        }
+                        other => other?,
+                    }
+                }
                 Key::Read { name, mount } => c.request("GET", &format!("{mount}/keys/{name}"), None).await?,
                 Key::Rotate { name, mount } => c.request("POST", &format!("{mount}/keys/{name}/rotate"), None).await?,
                 Key::Config {

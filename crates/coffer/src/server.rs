@@ -100,6 +100,10 @@ async fn run_dev(opts: DevOptions) -> anyhow::Result<ExitCode> {
     .map_err(anyhow::Error::msg)?;
     let core = coffer_server::open(&config).await.context("opening storage")?;
     let creds = coffer_server::dev_init(&core, opts.root_token_id.as_deref()).await?;
+    coffer_server::scheduler::spawn(
+        core.clone(),
+        std::time::Duration::from_secs(config.rotation.check_interval_secs.max(1)),
+    );
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("listening on {}", opts.listen))?;
