@@ -110,6 +110,12 @@ pub async fn dev_init(core: &Core, root_token_id: Option<&str>) -> Result<DevCre
     })
 }
 
+/// Creates many tenants at once (provisioning, benchmarks); needs the server unsealed.
+pub async fn provision_tenants(core: &Core, names: &[String]) -> Result<(), ApiError> {
+    let u = core.unsealed()?;
+    namespaces::provision(core, &u, names).await
+}
+
 /// The HTTP API as an axum router (for in-process tests and fuzzing); it
 /// expects `ConnectInfo<SocketAddr>`, which [`serve`] provides.
 pub fn app(core: Arc<Core>) -> axum::Router {

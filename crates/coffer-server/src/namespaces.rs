@@ -216,3 +216,39 @@ pub(crate) async fn rotate_tenant_key(core: &Core, u: &Unsealed, name: &str) -> 
     core.namespaces.remove(&name.to_owned());
     Ok(v)
 }
+
+/// Creates many tenants in a few transactions (bulk provisioning). Existing
+/// names are refused as a whole batch; nothing is created then.
+pub(crate) async fn provision(core: &Core, u: &Unsealed, names: &[String]) -> ApiResult<()> {
+    const CHUNK: usize = 10_000;
+    let _w = core.write.lock().await;
+    for chunk in names.chunks(CHUNK) {
+        let now = core.now();
+        let mut ops = Vec::with_capacity(chunk.len() * 2);
+        for name in chunk {
+            valid_name(name)?;
+            let key = Key256::generate()?;
+            ops.push(Op::InsertNamespace(NamespaceRow {
+                name: name.clone(),
+                id: new_uuid(),
+                created: now,
+                disabled: false,
+                next_rotation: core.next_tenant_rotation(now),
+            }));
+            ops.push(Op::PutTenantKey(TenantKeyRow {
+                namespace: name.clone(),
+                version: 1,
+                created: now,
+                wrapped: wrap::wrap_key(core.root_key(u), &Label::tenant(name, 1), &key)?.0,
+            }));
+        }
+        core.store.apply(ops).await.map_err(|e| match e {
+            coffer_store::StoreError::Conflict(_) => ApiError::bad("a tenant in the batch already exists"),
+            other => other.into(),
+        })?;
+        for name in chunk {
+            core.namespaces.remove(name);
+        }
+    }
+    Ok(())
+}
