@@ -16,6 +16,8 @@
 #![forbid(unsafe_code)]
 
 pub mod aead;
+pub mod analytics;
+pub mod audit;
 pub mod ciphertext;
 mod error;
 pub mod keyring;

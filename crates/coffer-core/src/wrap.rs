@@ -26,6 +26,10 @@ impl Label {
     pub fn transit(namespace: &str, mount: &str, name: &str, version: u32) -> Self {
         Label(format!("transit\0{namespace}\0{mount}\0{name}\0{version}"))
     }
+    /// An audit key (`record` or `signing`) version, wrapped by the root key.
+    pub fn audit(kind: &str, version: u32) -> Self {
+        Label(format!("audit\0{kind}\0{version}"))
+    }
     /// A purpose-specific check value (e.g. the unseal key check).
     pub fn check(purpose: &str) -> Self {
         Label(format!("check\0{purpose}"))

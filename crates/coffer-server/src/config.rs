@@ -34,6 +34,55 @@ pub struct Config {
     /// Skip locking the server's memory into RAM (as Vault's `disable_mlock`).
     #[serde(default)]
     pub disable_mlock: bool,
+    /// This node's name in audit records (default: $HOSTNAME, else "coffer").
+    #[serde(default)]
+    pub node_name: Option<String>,
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
+    #[serde(default)]
+    pub rotation: Rotation,
+    #[serde(default)]
+    pub cache: Cache,
+}
+
+/// `[rotation]`: automatic rotation policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rotation {
+    /// How often due keys are looked for, seconds.
+    pub check_interval_secs: u64,
+    /// Tenant key rotation period (e.g. "8760h"); "0" = never.
+    pub tenant_key_period: String,
+    /// Default `auto_rotate_period` for new keys, by type, e.g. `"aes256-gcm96" = "2160h"`.
+    pub default_period: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            check_interval_secs: 60,
+            tenant_key_period: "0".into(),
+            default_period: Default::default(),
+        }
+    }
+}
+
+/// `[cache]`: how much unwrapped key material stays in memory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cache {
+    pub keys: usize,
+    pub tenants: usize,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        let d = crate::core::CoreOptions::default();
+        Cache {
+            keys: d.key_cache,
+            tenants: d.tenant_cache,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,6 +214,34 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Cache sizes and rotation policies for the server state.
+    pub fn core_options(&self) -> Result<crate::core::CoreOptions, String> {
+        let period = |s: &str| crate::params::parse_duration(s).ok_or_else(|| format!("invalid duration {s:?}"));
+        let mut default_rotation = std::collections::HashMap::new();
+        for (ty, p) in &self.rotation.default_period {
+            coffer_core::keyring::KeyType::parse(ty).map_err(|e| format!("[rotation.default_period]: {e}"))?;
+            let secs = period(p)?;
+            if secs != 0 && secs < coffer_core::keyring::MIN_AUTO_ROTATE_PERIOD {
+                return Err(format!("[rotation.default_period] {ty}: at least an hour, or 0"));
+            }
+            default_rotation.insert(ty.clone(), secs);
+        }
+        Ok(crate::core::CoreOptions {
+            key_cache: self.cache.keys.max(1),
+            tenant_cache: self.cache.tenants.max(1),
+            default_rotation,
+            tenant_rotation: period(&self.rotation.tenant_key_period)?,
+        })
+    }
+
+    pub fn node_name(&self) -> String {
+        self.node_name
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "coffer".into())
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -185,6 +262,7 @@ impl Config {
 
     /// Checks what types cannot; `dev` allows plain HTTP off loopback.
     pub fn validate(&self, dev: bool) -> Result<(), String> {
+        self.core_options()?;
         let l = &self.listener;
         if l.tls_disable {
             if !l.address.ip().is_loopback() && !dev {

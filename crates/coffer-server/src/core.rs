@@ -8,19 +8,37 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::{hkdf, hmac};
 use coffer_core::keyring::Keyring;
-use coffer_core::policy::Policy;
+use coffer_core::policy::{Acl, Policy};
 use coffer_core::shamir::{self, Share};
 use coffer_core::wrap::{self, Label};
 use coffer_core::{Key256, rand};
-use coffer_store::{MountRow, Op, Store, TenantKeyRow};
+use coffer_store::{MountRow, NamespaceRow, Op, Store, TenantKeyRow, TokenRow};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::audit::{Auditor, Reader};
+use crate::cache::Lru;
 use crate::error::{ApiError, ApiResult};
+use coffer_core::audit::{RecordKeyPair, Signer};
+use coffer_store::audit::AuditStore;
 
 const META_SEAL: &str = "seal";
 const META_ROOT_KEY: &str = "root_key";
 const META_CLUSTER: &str = "cluster";
+const META_AUDIT_KEYS: &str = "audit_keys";
+const META_AUDIT_SIGNING: &str = "audit_signing";
+
+fn meta_audit_record_private(version: u32) -> String {
+    format!("audit_record_private/{version}")
+}
+
+/// The public halves of the audit keys, stored in clear.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AuditKeys {
+    pub(crate) record_version: u32,
+    pub(crate) record_public: String,
+    pub(crate) verify_key: String,
+}
 /// The root namespace's tenant id.
 pub(crate) const ROOT_NS: &str = "";
 
@@ -45,6 +63,19 @@ pub struct Clock {
 }
 
 impl Clock {
+    /// A clock that stays at `t` until [`Clock::set`] moves it (for tests).
+    pub fn fixed(t: i64) -> Self {
+        Clock {
+            fixed: Some(Arc::new(std::sync::atomic::AtomicI64::new(t))),
+        }
+    }
+
+    pub fn set(&self, t: i64) {
+        if let Some(f) = &self.fixed {
+            f.store(t, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     pub fn now(&self) -> i64 {
         match &self.fixed {
             Some(t) => t.load(std::sync::atomic::Ordering::Relaxed),
@@ -58,15 +89,35 @@ impl Clock {
 
 /// Key material that exists only while unsealed. Dropping it wipes it.
 pub(crate) struct Unsealed {
-    #[expect(
-        dead_code,
-        reason = "kept while unsealed to unwrap the keys of tenants created later"
-    )]
     root: Key256,
     /// HMAC key for token ids, derived from the root key.
     token_key: hmac::Key,
-    /// Tenant keys by namespace: every version, and the current one.
-    tenants: RwLock<HashMap<String, TenantKeys>>,
+    /// Tenant keys by namespace (every live version, and the current one); bounded.
+    tenants: Lru<String, TenantKeys>,
+}
+
+/// Sizes and policies a deployment may tune.
+#[derive(Debug, Clone)]
+pub struct CoreOptions {
+    /// Keyrings kept unwrapped in memory.
+    pub key_cache: usize,
+    /// Tenants whose keys are kept unwrapped in memory.
+    pub tenant_cache: usize,
+    /// Default `auto_rotate_period` (seconds) for new keys, by key type name.
+    pub default_rotation: HashMap<String, u64>,
+    /// Tenant key rotation period (seconds); 0 = never.
+    pub tenant_rotation: u64,
+}
+
+impl Default for CoreOptions {
+    fn default() -> Self {
+        CoreOptions {
+            key_cache: 10_000,
+            tenant_cache: 10_000,
+            default_rotation: HashMap::new(),
+            tenant_rotation: 0,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -101,10 +152,23 @@ pub struct Core {
     /// Serialises changes to keys, mounts, tokens and policies.
     pub(crate) write: tokio::sync::Mutex<()>,
     pub(crate) mounts: RwLock<Vec<MountRow>>,
-    pub(crate) keys: RwLock<HashMap<KeyId, Arc<Keyring>>>,
+    /// Unwrapped keyrings in use; bounded, wiped on eviction.
+    pub(crate) keys: Lru<KeyId, Arc<Keyring>>,
+    /// Tenants by name (None: no such tenant), so path prefixes resolve without a query.
+    pub(crate) namespaces: Lru<String, Option<NamespaceRow>>,
+    pub(crate) options: CoreOptions,
     /// Parsed ACL policies by (namespace, name); dropped on write or delete.
     pub(crate) policies: RwLock<HashMap<(String, String), Arc<Policy>>>,
+    pub(crate) auditor: Auditor,
+    pub(crate) audit_store: Option<AuditStore>,
+    /// Live tokens by id hash (unlimited-use ones only); cleared on any revocation.
+    pub(crate) token_cache: RwLock<HashMap<Vec<u8>, TokenRow>>,
+    /// ACLs by namespace and policy set; cleared on any policy change.
+    pub(crate) acl_cache: RwLock<HashMap<String, Arc<Acl>>>,
 }
+
+/// Entries a cache may hold before it is emptied (bounded memory, simply).
+pub(crate) const CACHE_LIMIT: usize = 100_000;
 
 /// What `sys/init` hands out exactly once.
 pub(crate) struct InitOutput {
@@ -143,6 +207,14 @@ pub(crate) fn new_uuid() -> String {
 }
 
 fn derive_token_key(root: &Key256) -> hmac::Key {
+    derive_hmac_key(root, b"coffer token hash v1")
+}
+
+fn derive_audit_hmac_key(root: &Key256) -> hmac::Key {
+    derive_hmac_key(root, b"coffer audit hmac v1")
+}
+
+fn derive_hmac_key(root: &Key256, purpose: &[u8]) -> hmac::Key {
     struct Len(usize);
     impl hkdf::KeyType for Len {
         fn len(&self) -> usize {
@@ -150,7 +222,7 @@ fn derive_token_key(root: &Key256) -> hmac::Key {
         }
     }
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"coffer").extract(root.expose());
-    let info = [&b"coffer token hash v1"[..]];
+    let info = [purpose];
     let okm = prk
         .expand(&info, Len(32))
         .expect("32 bytes is within HKDF-SHA256 limits");
@@ -160,8 +232,24 @@ fn derive_token_key(root: &Key256) -> hmac::Key {
 }
 
 impl Core {
-    /// Opens the server state over a store; sealed until unsealed.
+    /// Opens the server state over a store, without an audit trail.
     pub async fn open(store: Arc<dyn Store>, clock: Clock) -> ApiResult<Self> {
+        Self::open_audited(store, clock, Auditor::disabled(), None).await
+    }
+
+    /// Opens the server state over a store, auditing every request; sealed until unsealed.
+    pub async fn open_audited(
+        store: Arc<dyn Store>,
+        clock: Clock,
+        auditor: Auditor,
+        audit_store: Option<AuditStore>,
+    ) -> ApiResult<Self> {
+        if let Some(raw) = store.meta(META_AUDIT_KEYS).await? {
+            let keys: AuditKeys =
+                serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(format!("stored audit keys: {e}")))?;
+            let public = hex::decode(&keys.record_public).map_err(|e| ApiError::Internal(e.to_string()))?;
+            auditor.set_record_key(keys.record_version, public);
+        }
         let seal_config = match store.meta(META_SEAL).await? {
             Some(raw) => Some(
                 serde_json::from_slice(&raw)
@@ -182,13 +270,31 @@ impl Core {
             progress: Mutex::new(Vec::new()),
             write: tokio::sync::Mutex::new(()),
             mounts: RwLock::new(Vec::new()),
-            keys: RwLock::new(HashMap::new()),
+            keys: Lru::new(CoreOptions::default().key_cache),
+            namespaces: Lru::new(CoreOptions::default().tenant_cache),
+            options: CoreOptions::default(),
             policies: RwLock::new(HashMap::new()),
+            auditor,
+            audit_store,
+            token_cache: RwLock::new(HashMap::new()),
+            acl_cache: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// Applies cache sizes and rotation policies (before the server starts).
+    pub fn with_options(mut self, options: CoreOptions) -> Self {
+        self.keys = Lru::new(options.key_cache);
+        self.namespaces = Lru::new(options.tenant_cache);
+        self.options = options;
+        self
     }
 
     pub(crate) fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    pub(crate) fn next_tenant_rotation(&self, from: i64) -> Option<i64> {
+        (self.options.tenant_rotation > 0).then(|| from + self.options.tenant_rotation as i64)
     }
 
     pub fn is_initialized(&self) -> bool {
@@ -244,6 +350,13 @@ impl Core {
         };
         let token_key = derive_token_key(&root);
         let token_row = crate::tokens::root_token_row(&token_key, &root_token, now)?;
+        let (record_pair, record_private) = RecordKeyPair::generate()?;
+        let (signer, signing_seed) = Signer::generate()?;
+        let audit_keys = AuditKeys {
+            record_version: 1,
+            record_public: hex::encode(record_pair.public_key()?),
+            verify_key: hex::encode(signer.public_key()),
+        };
         let ops = vec![
             Op::PutMeta {
                 key: META_SEAL.into(),
@@ -264,11 +377,31 @@ impl Core {
                 wrapped: wrap::wrap_key(&root, &Label::tenant(ROOT_NS, 1), &tenant)?.0,
             }),
             Op::InsertMount(crate::mounts::mount_row(ROOT_NS, "transit/", "transit", "", now)?),
+            Op::InsertNamespace(NamespaceRow {
+                name: ROOT_NS.into(),
+                id: "root".into(),
+                created: now,
+                disabled: false,
+                next_rotation: self.next_tenant_rotation(now),
+            }),
             Op::InsertToken(token_row),
+            Op::PutMeta {
+                key: META_AUDIT_KEYS.into(),
+                value: json_bytes(&audit_keys)?,
+            },
+            Op::PutMeta {
+                key: meta_audit_record_private(1),
+                value: wrap::wrap(&root, &Label::audit("record", 1), record_private.as_bytes())?.0,
+            },
+            Op::PutMeta {
+                key: META_AUDIT_SIGNING.into(),
+                value: wrap::wrap(&root, &Label::audit("signing", 1), signing_seed.as_bytes())?.0,
+            },
         ];
         self.store.apply(ops).await?;
         *write(&self.seal_config) = Some(config);
         *write(&self.cluster) = Some(cluster);
+        self.auditor.set_record_key(1, record_pair.public_key()?);
         Ok(InitOutput {
             shares: split,
             root_token,
@@ -313,20 +446,30 @@ impl Core {
     }
 
     async fn load(&self, root: Key256) -> ApiResult<()> {
-        let mut tenants = HashMap::new();
+        let signer = match self.store.meta(META_AUDIT_SIGNING).await? {
+            Some(w) => {
+                let seed = wrap::unwrap(&root, &Label::audit("signing", 1), &w)
+                    .map_err(|_| ApiError::Internal("the audit signing key fails to unwrap".into()))?;
+                Some(Arc::new(Signer::from_seed(seed.as_bytes())?))
+            }
+            None => None,
+        };
+        self.auditor.set_unsealed(signer, Some(derive_audit_hmac_key(&root)));
+        let tenants = Lru::new(self.options.tenant_cache);
         tenants.insert(ROOT_NS.to_owned(), self.load_tenant(&root, ROOT_NS).await?);
         let unsealed = Unsealed {
             token_key: derive_token_key(&root),
             root,
-            tenants: RwLock::new(tenants),
+            tenants,
         };
         *write(&self.mounts) = self.store.mounts().await?;
-        write(&self.keys).clear();
+        self.keys.clear();
+        self.namespaces.clear();
         *write(&self.unsealed) = Some(Arc::new(unsealed));
         Ok(())
     }
 
-    async fn load_tenant(&self, root: &Key256, namespace: &str) -> ApiResult<TenantKeys> {
+    pub(crate) async fn load_tenant(&self, root: &Key256, namespace: &str) -> ApiResult<TenantKeys> {
         let rows = self.store.tenant_keys(namespace).await?;
         let mut versions = HashMap::new();
         for r in &rows {
@@ -344,21 +487,105 @@ impl Core {
 
     /// Wipes the root key and every unwrapped key from memory.
     pub(crate) fn seal(&self) {
+        self.auditor.set_unsealed(None, None);
         *write(&self.unsealed) = None;
-        write(&self.keys).clear();
+        self.keys.clear();
+        self.namespaces.clear();
         write(&self.policies).clear();
+        self.invalidate_auth();
         lock(&self.progress).clear();
+    }
+
+    /// A reader for the audit trail: unwraps every record key version.
+    pub(crate) async fn audit_reader(&self, u: &Unsealed) -> ApiResult<Reader> {
+        let mut pairs = HashMap::new();
+        if let Some(raw) = self.store.meta(META_AUDIT_KEYS).await? {
+            let keys: AuditKeys = serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(e.to_string()))?;
+            for v in 1..=keys.record_version {
+                if let Some(w) = self.store.meta(&meta_audit_record_private(v)).await? {
+                    let private = wrap::unwrap(&u.root, &Label::audit("record", v), &w)
+                        .map_err(|_| ApiError::Internal(format!("audit record key v{v} fails to unwrap")))?;
+                    pairs.insert(v, RecordKeyPair::from_private(private.as_bytes())?);
+                }
+            }
+        }
+        Ok(Reader::new(pairs))
+    }
+
+    /// Starts a new audit record key version; new sessions use it.
+    pub(crate) async fn rotate_audit_key(&self, u: &Unsealed) -> ApiResult<u32> {
+        let _w = self.write.lock().await;
+        let raw = self
+            .store
+            .meta(META_AUDIT_KEYS)
+            .await?
+            .ok_or_else(|| ApiError::Internal("no audit keys".into()))?;
+        let mut keys: AuditKeys = serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (pair, private) = RecordKeyPair::generate()?;
+        let v = keys.record_version + 1;
+        keys.record_version = v;
+        keys.record_public = hex::encode(pair.public_key()?);
+        self.store
+            .apply(vec![
+                Op::PutMeta {
+                    key: meta_audit_record_private(v),
+                    value: wrap::wrap(&u.root, &Label::audit("record", v), private.as_bytes())?.0,
+                },
+                Op::PutMeta {
+                    key: META_AUDIT_KEYS.into(),
+                    value: json_bytes(&keys)?,
+                },
+            ])
+            .await?;
+        self.auditor.set_record_key(v, pair.public_key()?);
+        Ok(v)
+    }
+
+    pub(crate) async fn audit_keys(&self) -> ApiResult<Option<AuditKeys>> {
+        match self.store.meta(META_AUDIT_KEYS).await? {
+            Some(raw) => Ok(Some(
+                serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Forgets cached tokens and ACLs (after a revocation or a policy change).
+    pub(crate) fn invalidate_auth(&self) {
+        write(&self.token_cache).clear();
+        write(&self.acl_cache).clear();
     }
 
     pub(crate) fn reset_progress(&self) {
         lock(&self.progress).clear();
     }
 
-    pub(crate) fn tenant_keys(&self, u: &Unsealed, namespace: &str) -> ApiResult<TenantKeys> {
-        read(&u.tenants)
-            .get(namespace)
-            .cloned()
-            .ok_or_else(|| ApiError::bad(format!("namespace {namespace:?} does not exist")))
+    /// The tenant's keys, unwrapped on first use and kept in a bounded cache.
+    pub(crate) async fn tenant_keys(&self, u: &Unsealed, namespace: &str) -> ApiResult<TenantKeys> {
+        if let Some(t) = u.tenants.get(&namespace.to_owned()) {
+            return Ok(t);
+        }
+        let t = self.load_tenant(&u.root, namespace).await?;
+        u.tenants.insert(namespace.to_owned(), t.clone());
+        Ok(t)
+    }
+
+    pub(crate) fn forget_tenant(&self, u: &Unsealed, namespace: &str) {
+        u.tenants.remove(&namespace.to_owned());
+    }
+
+    pub(crate) fn root_key<'a>(&self, u: &'a Unsealed) -> &'a Key256 {
+        &u.root
+    }
+
+    /// The tenant, from the cache or the store (None if there is none).
+    pub(crate) async fn namespace(&self, name: &str) -> ApiResult<Option<NamespaceRow>> {
+        if let Some(n) = self.namespaces.get(&name.to_owned()) {
+            return Ok(n);
+        }
+        let n = self.store.namespace(name).await?;
+        self.namespaces.insert(name.to_owned(), n.clone());
+        Ok(n)
     }
 
     /// The keyed hash under which a token id is stored.

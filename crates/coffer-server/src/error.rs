@@ -12,6 +12,9 @@ pub enum ApiError {
     /// No token, an unknown or expired token, or a policy that forbids it.
     #[error("permission denied")]
     PermissionDenied,
+    /// The tenant is disabled: every operation in it is refused until enabled.
+    #[error("tenant {0:?} is disabled")]
+    TenantDisabled(String),
     /// The path names nothing (Vault answers `{"errors": []}`).
     #[error("")]
     NotFound,
@@ -30,6 +33,9 @@ pub enum ApiError {
     RateLimited { retry_after: u64 },
     #[error("request did not complete within {0:?} (limits.request_timeout)")]
     Timeout(std::time::Duration),
+    /// The audit record could not be made durable in time: fail closed.
+    #[error("{0}; the request was refused")]
+    AuditUnavailable(String),
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
@@ -44,10 +50,10 @@ impl ApiError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) | ApiError::BatchTooLarge { .. } => StatusCode::BAD_REQUEST,
-            ApiError::PermissionDenied => StatusCode::FORBIDDEN,
+            ApiError::PermissionDenied | ApiError::TenantDisabled(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::UnsupportedPath => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Sealed | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Sealed | ApiError::Timeout(_) | ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) | ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,

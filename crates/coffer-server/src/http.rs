@@ -17,6 +17,7 @@ use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+use crate::audit_record::AuditRecord;
 use crate::config::Limits;
 use crate::core::{Core, ROOT_NS, new_uuid};
 use crate::error::{ApiError, ApiResult};
@@ -145,20 +146,40 @@ async fn handle(
 ) -> ApiResult<Reply> {
     let (parts, body) = req.into_parts();
     let body = read_body(body, &parts.headers, app.limits.max_request_bytes).await?;
-    let req = parse_request(&parts.method, &parts.uri, &parts.headers, &body, request_id, conn)?;
-    drop(body);
-    if let Some(Value::Array(items)) = req.params.0.get("batch_input")
-        && items.len() > app.limits.max_batch_items
-    {
-        return Err(ApiError::BatchTooLarge {
+    let remote = conn.as_ref().map(|c| c.remote);
+    let parsed = parse_request(
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &body,
+        request_id.clone(),
+        conn,
+    )
+    .and_then(|req| match req.params.0.get("batch_input") {
+        Some(Value::Array(items)) if items.len() > app.limits.max_batch_items => Err(ApiError::BatchTooLarge {
             items: items.len(),
             limit: app.limits.max_batch_items,
-        });
-    }
+        }),
+        _ => Ok(req),
+    });
+    drop(body);
+    let req = match parsed {
+        Ok(req) => req,
+        Err(e) => {
+            // A request that could not even be parsed still leaves a record.
+            let core = &app.core;
+            let rec =
+                crate::audit_record::unparsed(core, &request_id, parts.method.as_str(), parts.uri.path(), remote, &e);
+            return match core.auditor.record(&rec, core.is_initialized()).await {
+                Ok(()) => Err(e),
+                Err(a) => Err(ApiError::AuditUnavailable(a.to_string())),
+            };
+        }
+    };
     // The handler runs to completion in its own task even if the client's
     // deadline passes first, so a store write and the cache update after it
     // never come apart; a panic there becomes a 500, not a dropped connection.
-    let task = tokio::spawn(async move { dispatch(&app, req).await });
+    let task = tokio::spawn(async move { audited(&app, req).await });
     task.await
         .unwrap_or_else(|e| Err(ApiError::Internal(format!("request handler failed: {e}"))))
 }
@@ -258,7 +279,12 @@ fn parse_request(
 ) -> ApiResult<Request> {
     let raw = uri.path();
     let path = raw.strip_prefix("/v1/").ok_or(ApiError::UnsupportedPath)?;
-    if path.is_empty() || path.len() > 1024 || path.split('/').any(|s| s == "." || s == "..") || path.contains("//") {
+    if path.is_empty()
+        || path.len() > 1024
+        || path.starts_with('/')
+        || path.split('/').any(|s| s == "." || s == "..")
+        || path.contains("//")
+    {
         return Err(ApiError::UnsupportedPath);
     }
     let query: HashMap<String, String> = match uri.query() {
@@ -331,17 +357,48 @@ fn needs_sudo(path: &str) -> bool {
         "sys/seal" | "auth/token/create-orphan" | "auth/token/revoke-orphan"
     ) || path.starts_with("sys/mounts")
         || path.starts_with("sys/audit")
+        || path.starts_with("sys/namespaces")
 }
 
-async fn dispatch(app: &AppState, req: Request) -> ApiResult<Reply> {
+/// Runs a request between its audit records: an intent record before any
+/// change (inside `dispatch`), and the outcome before the answer leaves.
+async fn audited(app: &AppState, mut req: Request) -> ApiResult<Reply> {
+    let core = &app.core;
+    let resolved = if is_public(&req.path) {
+        Ok(())
+    } else {
+        resolve_namespace(core, &mut req).await
+    };
+    let rec = AuditRecord::begin(core, &req);
+    let mut who = None;
+    let result = match resolved {
+        Ok(()) => dispatch(app, req, &rec, &mut who).await,
+        Err(e) => Err(e),
+    };
+    let (record, decrypts) = rec.finish(core, &result, who.as_deref());
+    core.auditor
+        .record(&record, rec.must_wait(core))
+        .await
+        .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+    if let Some(outcomes) = decrypts {
+        core.auditor
+            .observe_decrypts(
+                who.as_deref().unwrap_or("anonymous"),
+                &rec.source(),
+                core.now(),
+                &outcomes,
+            )
+            .await;
+    }
+    result
+}
+
+async fn dispatch(app: &AppState, req: Request, rec: &AuditRecord, who: &mut Option<String>) -> ApiResult<Reply> {
     let core = &app.core;
     if is_public(&req.path) {
         return sys::public(core, req).await;
     }
     let u = core.unsealed()?;
-    if req.namespace != ROOT_NS {
-        return Err(ApiError::bad(format!("namespace {:?} does not exist", req.namespace)));
-    }
     if req.path == "auth/cert/login" {
         return cert_auth::login(core, &u, &req).await;
     }
@@ -350,27 +407,36 @@ async fn dispatch(app: &AppState, req: Request) -> ApiResult<Reply> {
         (None, Some(_)) => cert_auth::caller(core, &req).await?,
         _ => tokens::authenticate(core, &u, &req).await?,
     };
+    *who = Some(caller.token.accessor.clone());
     app.limiter
         .check(&caller.token.accessor)
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     if let Some(rest) = req.path.strip_prefix("sys/") {
         let rest = rest.to_owned();
         authorize(&caller, &req, capability_for(req.op, false))?;
-        return sys::handle(core, &caller, &rest, req).await;
+        rec.intent(core, &caller, req.op != Operation::Read && req.op != Operation::List)
+            .await?;
+        return sys::handle(core, &u, &caller, &rest, req).await;
     }
     if let Some(rest) = req.path.strip_prefix("auth/token/") {
         let rest = rest.to_owned();
         authorize(&caller, &req, capability_for(req.op, false))?;
+        let mutating = req.op == Operation::Delete || (req.op == Operation::Write && !rest.starts_with("lookup"));
+        rec.intent(core, &caller, mutating).await?;
         return tokens::handle(core, &u, &caller, &rest, req).await;
     }
     if let Some(rest) = req.path.strip_prefix("auth/cert/") {
         let rest = rest.to_owned();
         authorize(&caller, &req, capability_for(req.op, false))?;
+        rec.intent(core, &caller, matches!(req.op, Operation::Write | Operation::Delete))
+            .await?;
         return cert_auth::handle(core, &rest, req).await;
     }
     let (mount, rest) = mounts::resolve(core, &req.namespace, &req.path).ok_or(ApiError::UnsupportedPath)?;
     let creates = req.op == Operation::Write && transit::would_create(core, &u, &mount, &rest).await?;
     authorize(&caller, &req, capability_for(req.op, creates))?;
+    let mutating = creates || req.op == Operation::Delete || (req.op == Operation::Write && rest.starts_with("keys/"));
+    rec.intent(core, &caller, mutating).await?;
     transit::handle(core, &u, &mount, &rest, req).await
 }
 
@@ -384,10 +450,42 @@ fn capability_for(op: Operation, creates: bool) -> Capability {
     }
 }
 
+/// Checks the caller's ACL. A token acts only in its own tenant; a root
+/// namespace token reaches into a tenant through paths prefixed with it.
 fn authorize(caller: &Caller, req: &Request, cap: Capability) -> ApiResult<()> {
-    let caps = caller.acl.capabilities(&req.path);
+    let acl_path = if caller.token.namespace == req.namespace {
+        req.path.clone()
+    } else if caller.token.namespace == ROOT_NS {
+        format!("{}/{}", req.namespace, req.path)
+    } else {
+        return Err(ApiError::PermissionDenied);
+    };
+    let caps = caller.acl.capabilities(&acl_path);
     if !caps.contains(cap) || (needs_sudo(&req.path) && !caps.contains(Capability::Sudo)) {
         return Err(ApiError::PermissionDenied);
     }
     Ok(())
+}
+
+/// Takes the tenant from the header, or from the path's first segment when
+/// it names a tenant (`/v1/acme/transit/...`); refuses unknown or disabled ones.
+async fn resolve_namespace(core: &Core, req: &mut Request) -> ApiResult<()> {
+    if req.namespace.is_empty() {
+        let Some((first, rest)) = req.path.split_once('/') else {
+            return Ok(());
+        };
+        if matches!(first, "" | "sys" | "auth") || mounts::resolve(core, ROOT_NS, &req.path).is_some() {
+            return Ok(());
+        }
+        if core.namespace(first).await?.is_none() {
+            return Ok(());
+        }
+        req.namespace = first.to_owned();
+        req.path = rest.to_owned();
+    }
+    match core.namespace(&req.namespace).await? {
+        None => Err(ApiError::bad(format!("namespace {:?} does not exist", req.namespace))),
+        Some(n) if n.disabled => Err(ApiError::TenantDisabled(n.name)),
+        Some(_) => Ok(()),
+    }
 }

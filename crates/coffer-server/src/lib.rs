@@ -11,6 +11,10 @@
 //! certificate; request limits and security headers are applied in `http`.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+mod audit_api;
+mod audit_record;
+mod cache;
 mod cert_auth;
 pub mod config;
 mod core;
@@ -19,8 +23,10 @@ mod http;
 mod hygiene;
 mod limits;
 mod mounts;
+mod namespaces;
 mod params;
 mod policies;
+pub mod scheduler;
 mod serve;
 mod sys;
 mod tls;
@@ -30,13 +36,17 @@ mod transit;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use coffer_store::audit::AuditStore;
 use coffer_store::sqlite::SqliteStore;
+
+use crate::audit::Auditor;
 use tokio::net::TcpListener;
 
 pub use crate::config::{Config, Limits};
-pub use crate::core::{Clock, Core};
+pub use crate::core::{Clock, Core, CoreOptions};
 pub use crate::error::ApiError;
 pub use crate::hygiene::{Hardening, harden_process};
+pub use crate::scheduler::{Rotated, rotate_due};
 pub use crate::sys::VERSION;
 pub use crate::tls::{Tls, TlsError};
 
@@ -53,10 +63,45 @@ pub struct DevCredentials {
     pub root_token: String,
 }
 
-/// Opens the store a config names and the server state over it (sealed).
+/// Opens the stores a config names and the server state over them (sealed),
+/// with the audit trail running.
 pub async fn open(config: &Config) -> Result<Arc<Core>, ApiError> {
     let store = SqliteStore::open(&config.storage.path).await?;
-    Ok(Arc::new(Core::open(Arc::new(store), Clock::default()).await?))
+    let audit_store = AuditStore::open(&config.storage.path).await?;
+    let clock = Clock::default();
+    let auditor = Auditor::start(audit_store.clone(), &config.audit, clock.clone(), config.node_name())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Arc::new(
+        Core::open_audited(Arc::new(store), clock, auditor, Some(audit_store)).await?,
+    ))
+}
+
+/// `coffer audit verify --config`: checks the trail straight from disk, with
+/// the verify key pinned by the caller or else read from the store.
+pub async fn verify_audit_offline(config: &Config, pinned_key: Option<&str>) -> Result<serde_json::Value, ApiError> {
+    use coffer_store::Store;
+    let data = &config.storage.path;
+    if !data.join(coffer_store::audit::AUDIT_DB_FILE).exists() {
+        return Err(ApiError::bad(format!("no audit trail in {}", data.display())));
+    }
+    let key_hex = match pinned_key {
+        Some(k) => k.to_owned(),
+        None => {
+            let store = SqliteStore::open(data).await?;
+            let raw = store
+                .meta("audit_keys")
+                .await?
+                .ok_or_else(|| ApiError::bad("the store is not initialised"))?;
+            let v: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| ApiError::Internal(e.to_string()))?;
+            v["verify_key"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let key = hex::decode(key_hex.trim()).map_err(|_| ApiError::bad("the verify key is not hex"))?;
+    let audit_store = AuditStore::open(data).await?;
+    Ok(audit_api::report_json(
+        &audit_api::verify_store(&audit_store, &key).await?,
+    ))
 }
 
 /// Initialises and unseals a fresh store with one share, for `--dev`.
@@ -74,6 +119,12 @@ pub async fn dev_init(core: &Core, root_token_id: Option<&str>) -> Result<DevCre
         unseal_key_b64,
         root_token: out.root_token.to_string(),
     })
+}
+
+/// Creates many tenants at once (provisioning, benchmarks); needs the server unsealed.
+pub async fn provision_tenants(core: &Core, names: &[String]) -> Result<(), ApiError> {
+    let u = core.unsealed()?;
+    namespaces::provision(core, &u, names).await
 }
 
 /// The HTTP API as an axum router (for in-process tests and fuzzing).

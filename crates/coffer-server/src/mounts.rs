@@ -22,8 +22,33 @@ pub(crate) fn mount_row(namespace: &str, path: &str, kind: &str, description: &s
     })
 }
 
+/// Every tenant has `transit/` built in, so a million tenants cost no mount rows.
+pub(crate) fn builtin_transit(namespace: &str) -> MountRow {
+    MountRow {
+        namespace: namespace.to_owned(),
+        path: "transit/".into(),
+        kind: "transit".into(),
+        description: "built in".into(),
+        accessor: "transit_builtin".into(),
+        created: 0,
+    }
+}
+
 /// The mount serving `path`, and the rest of the path below it.
 pub(crate) fn resolve(core: &Core, namespace: &str, path: &str) -> Option<(MountRow, String)> {
+    let found = resolve_stored(core, namespace, path);
+    if found.is_some() || namespace.is_empty() {
+        return found;
+    }
+    let rest = path.strip_prefix("transit")?;
+    match rest.strip_prefix('/') {
+        Some(r) => Some((builtin_transit(namespace), r.to_owned())),
+        None if rest.is_empty() => Some((builtin_transit(namespace), String::new())),
+        None => None,
+    }
+}
+
+fn resolve_stored(core: &Core, namespace: &str, path: &str) -> Option<(MountRow, String)> {
     let mounts = read(&core.mounts);
     mounts
         .iter()
@@ -82,6 +107,9 @@ pub(crate) async fn handle(core: &Core, rest: &str, req: Request) -> ApiResult<R
             return Err(ApiError::MethodNotAllowed);
         }
         let mut data = serde_json::Map::new();
+        if !ns.is_empty() {
+            data.insert("transit/".into(), describe(&builtin_transit(&ns)));
+        }
         for m in read(&core.mounts).iter().filter(|m| m.namespace == ns) {
             data.insert(m.path.clone(), describe(m));
         }
@@ -116,9 +144,11 @@ pub(crate) async fn handle(core: &Core, rest: &str, req: Request) -> ApiResult<R
             }
             let description = req.params.str("description")?.unwrap_or("").to_owned();
             let _w = core.write.lock().await;
-            let clash = read(&core.mounts)
-                .iter()
-                .any(|m| m.namespace == ns && (path.starts_with(&m.path) || m.path.starts_with(&path)));
+            let builtin = !ns.is_empty() && (path.starts_with("transit/") || "transit/".starts_with(&path));
+            let clash = builtin
+                || read(&core.mounts)
+                    .iter()
+                    .any(|m| m.namespace == ns && (path.starts_with(&m.path) || m.path.starts_with(&path)));
             if clash {
                 return Err(ApiError::bad(format!("path is already in use at {path}")));
             }
@@ -134,6 +164,11 @@ pub(crate) async fn handle(core: &Core, rest: &str, req: Request) -> ApiResult<R
             Ok(Reply::NoContent)
         }
         Operation::Delete => {
+            if !ns.is_empty() && path == "transit/" {
+                return Err(ApiError::bad(
+                    "a tenant's transit/ mount is built in; shred the tenant to remove it",
+                ));
+            }
             let _w = core.write.lock().await;
             core.store
                 .apply(vec![Op::DeleteMount {
@@ -143,7 +178,7 @@ pub(crate) async fn handle(core: &Core, rest: &str, req: Request) -> ApiResult<R
                 .await?;
             write(&core.mounts).retain(|m| !(m.namespace == ns && m.path == path));
             let mount = path.trim_end_matches('/').to_owned();
-            write(&core.keys).retain(|id, _| !(id.namespace == ns && id.mount == mount));
+            core.keys.retain(|id| !(id.namespace == ns && id.mount == mount));
             Ok(Reply::NoContent)
         }
         Operation::List => Err(ApiError::MethodNotAllowed),

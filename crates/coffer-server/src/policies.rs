@@ -99,6 +99,7 @@ pub(crate) async fn handle(core: &Core, rest: &str, req: Request, legacy: bool) 
                 }])
                 .await?;
             write(&core.policies).remove(&(ns, name));
+            core.invalidate_auth();
             Ok(Reply::NoContent)
         }
         Operation::Delete => {
@@ -113,6 +114,7 @@ pub(crate) async fn handle(core: &Core, rest: &str, req: Request, legacy: bool) 
                 }])
                 .await?;
             write(&core.policies).remove(&(ns, name));
+            core.invalidate_auth();
             Ok(Reply::NoContent)
         }
         Operation::List => Err(ApiError::MethodNotAllowed),

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use crate::core::{Core, SealStatus};
+use crate::core::{Core, SealStatus, Unsealed};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Operation, Reply, Request};
 use crate::tokens::Caller;
@@ -141,8 +141,28 @@ async fn unseal(core: &Core, req: &Request) -> ApiResult<Reply> {
 }
 
 /// Authenticated `sys/` paths; `rest` follows `sys/`.
-pub(crate) async fn handle(core: &Core, caller: &Caller, rest: &str, req: Request) -> ApiResult<Reply> {
+pub(crate) async fn handle(core: &Core, u: &Unsealed, caller: &Caller, rest: &str, req: Request) -> ApiResult<Reply> {
+    let tenant_path = rest == "mounts"
+        || rest.starts_with("mounts/")
+        || rest == "policy"
+        || rest.starts_with("policy/")
+        || rest == "policies/acl"
+        || rest.starts_with("policies/acl/")
+        || rest == "capabilities-self";
+    if !req.namespace.is_empty() && !tenant_path {
+        return Err(ApiError::bad(format!(
+            "sys/{rest} is only available in the root namespace"
+        )));
+    }
     match rest {
+        _ if rest == "namespaces" || rest.starts_with("namespaces/") => {
+            let r = rest["namespaces".len()..].to_owned();
+            crate::namespaces::handle(core, u, caller, &r, req).await
+        }
+        _ if rest == "audit" || rest.starts_with("audit/") => {
+            let r = rest["audit".len()..].to_owned();
+            crate::audit_api::handle(core, u, &r, req).await
+        }
         "seal" if req.op == Operation::Write => {
             core.seal();
             tracing::warn!("sealed by request {}", req.request_id);

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use zeroize::Zeroizing;
 
-use crate::core::{Core, Unsealed, hash_token, new_accessor, new_token_id, token_key_of};
+use crate::core::{CACHE_LIMIT, Core, Unsealed, hash_token, new_accessor, new_token_id, read, token_key_of, write};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Operation, Reply, Request};
 
@@ -26,7 +26,7 @@ pub(crate) const DEFAULT_TTL: i64 = 768 * 3600;
 pub(crate) struct Caller {
     pub(crate) token: TokenRow,
     pub(crate) policies: Vec<String>,
-    pub(crate) acl: Acl,
+    pub(crate) acl: Arc<Acl>,
     pub(crate) token_id: Zeroizing<String>,
     /// Set when a client certificate, not a token, identifies the caller.
     pub(crate) cert_role: Option<String>,
@@ -81,8 +81,24 @@ pub(crate) async fn authenticate(core: &Core, u: &Unsealed, req: &Request) -> Ap
 
 /// The token with this id, if it exists and has not expired.
 async fn live_token(core: &Core, u: &Unsealed, id: &str) -> ApiResult<Option<TokenRow>> {
-    let Some(row) = core.store.token_by_hash(&core.token_hash(u, id)).await? else {
-        return Ok(None);
+    let hash = core.token_hash(u, id);
+    let cached = read(&core.token_cache).get(&hash).cloned();
+    let row = match cached {
+        Some(r) => r,
+        None => {
+            let Some(row) = core.store.token_by_hash(&hash).await? else {
+                return Ok(None);
+            };
+            // Limited-use tokens are counted in the store on every use, so never cached.
+            if row.num_uses == 0 {
+                let mut cache = write(&core.token_cache);
+                if cache.len() >= CACHE_LIMIT {
+                    cache.clear();
+                }
+                cache.insert(hash, row.clone());
+            }
+            row
+        }
     };
     if row.expires.is_some_and(|e| e <= core.now()) {
         let _w = core.write.lock().await;
@@ -92,13 +108,36 @@ async fn live_token(core: &Core, u: &Unsealed, id: &str) -> ApiResult<Option<Tok
     Ok(Some(row))
 }
 
-pub(crate) async fn acl_for(core: &Core, namespace: &str, names: &[String]) -> ApiResult<Acl> {
+pub(crate) async fn acl_for(core: &Core, namespace: &str, names: &[String]) -> ApiResult<Arc<Acl>> {
+    let key = format!("{namespace}\0{}", names.join("\0"));
+    if let Some(a) = read(&core.acl_cache).get(&key) {
+        return Ok(a.clone());
+    }
+    let acl = Arc::new(build_acl(core, namespace, names).await?);
+    let mut cache = write(&core.acl_cache);
+    if cache.len() >= CACHE_LIMIT {
+        cache.clear();
+    }
+    cache.insert(key, acl.clone());
+    Ok(acl)
+}
+
+fn default_policy() -> ApiResult<Arc<Policy>> {
+    static DEFAULT: std::sync::OnceLock<Arc<Policy>> = std::sync::OnceLock::new();
+    if let Some(p) = DEFAULT.get() {
+        return Ok(p.clone());
+    }
+    let p = Arc::new(Policy::parse("default", DEFAULT_POLICY)?);
+    Ok(DEFAULT.get_or_init(|| p).clone())
+}
+
+async fn build_acl(core: &Core, namespace: &str, names: &[String]) -> ApiResult<Acl> {
     let mut root = false;
     let mut parsed: Vec<Arc<Policy>> = Vec::new();
     for name in names {
         match name.as_str() {
             "root" => root = true,
-            "default" => parsed.push(Arc::new(Policy::parse("default", DEFAULT_POLICY)?)),
+            "default" => parsed.push(default_policy()?),
             // A policy that does not exist grants nothing, as in Vault.
             other => {
                 if let Some(p) = crate::policies::load(core, namespace, other).await? {
@@ -168,6 +207,7 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, caller: &Caller, rest: &st
                         Op::DeleteToken { accessor: row.accessor },
                     ])
                     .await?;
+                core.invalidate_auth();
             }
             Ok(Reply::NoContent)
         }
@@ -311,6 +351,7 @@ async fn renew(core: &Core, row: &TokenRow, token_id: &str, req: &Request) -> Ap
                 expires: Some(now + ttl),
             }])
             .await?;
+        core.invalidate_auth();
     }
     let policies = policies_of(row);
     Ok(Reply::Auth(json!({
@@ -348,6 +389,8 @@ pub(crate) async fn revoke_tree(core: &Core, accessor: &str) -> ApiResult<()> {
                 .collect(),
         )
         .await?;
+    // After the delete commits, so no concurrent lookup can re-cache a revoked token.
+    core.invalidate_auth();
     Ok(())
 }
 

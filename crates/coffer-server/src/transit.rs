@@ -18,7 +18,7 @@ use coffer_core::{Plaintext, rand};
 use coffer_store::{MountRow, Op, TransitKeyRow, TransitVersionRow};
 use serde_json::{Value, json};
 
-use crate::core::{Core, KeyId, TenantKeys, Unsealed, read, write};
+use crate::core::{Core, KeyId, TenantKeys, Unsealed};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Operation, Reply, Request};
 use crate::params::Params;
@@ -61,15 +61,15 @@ pub(crate) async fn would_create(core: &Core, u: &Unsealed, mount: &MountRow, re
 
 /// The keyring, from the cache or unwrapped from the store.
 async fn load(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Option<Arc<Keyring>>> {
-    if let Some(k) = read(&core.keys).get(id) {
-        return Ok(Some(k.clone()));
+    if let Some(k) = core.keys.get(id) {
+        return Ok(Some(k));
     }
     let Some(row) = core.store.transit_key(&id.namespace, &id.mount, &id.name).await? else {
         return Ok(None);
     };
     let config: KeyConfig =
         serde_json::from_str(&row.config).map_err(|e| ApiError::Internal(format!("stored key {}: {e}", id.name)))?;
-    let tenant = core.tenant_keys(u, &id.namespace)?;
+    let tenant = core.tenant_keys(u, &id.namespace).await?;
     let mut versions = BTreeMap::new();
     for v in core.store.transit_versions(&id.namespace, &id.mount, &id.name).await? {
         let label = Label::transit(&id.namespace, &id.mount, &id.name, v.version);
@@ -82,7 +82,7 @@ async fn load(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Option<Arc<Key
         versions.insert(v.version, VersionKeys::from_plaintext(&pt)?);
     }
     let ring = Arc::new(Keyring::from_parts(config, versions));
-    write(&core.keys).insert(id.clone(), ring.clone());
+    core.keys.insert(id.clone(), ring.clone());
     Ok(Some(ring))
 }
 
@@ -92,16 +92,24 @@ async fn require(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Arc<Keyring
         .ok_or_else(|| ApiError::bad(format!("encryption key not found: {}", id.name)))
 }
 
-fn config_row(id: &KeyId, ring: &Keyring) -> ApiResult<TransitKeyRow> {
+pub(crate) fn config_row(id: &KeyId, ring: &Keyring) -> ApiResult<TransitKeyRow> {
     Ok(TransitKeyRow {
         namespace: id.namespace.clone(),
         mount: id.mount.clone(),
         name: id.name.clone(),
         config: serde_json::to_string(&ring.config).map_err(|e| ApiError::Internal(e.to_string()))?,
+        next_rotation: next_rotation(ring),
     })
 }
 
-fn version_op(id: &KeyId, tenant: &TenantKeys, version: u32, keys: &VersionKeys) -> ApiResult<Op> {
+/// When the key is due: its latest version's age reaching `auto_rotate_period`.
+pub(crate) fn next_rotation(ring: &Keyring) -> Option<i64> {
+    let c = &ring.config;
+    let latest = c.version_created.get(&c.latest_version)?;
+    (c.auto_rotate_period > 0).then(|| latest + c.auto_rotate_period as i64)
+}
+
+pub(crate) fn version_op(id: &KeyId, tenant: &TenantKeys, version: u32, keys: &VersionKeys) -> ApiResult<Op> {
     let label = Label::transit(&id.namespace, &id.mount, &id.name, version);
     let wrapped = wrap::wrap(tenant.key(tenant.current)?, &label, keys.to_plaintext().as_bytes())?;
     Ok(Op::PutTransitVersion(TransitVersionRow {
@@ -119,20 +127,27 @@ async fn create_locked(core: &Core, u: &Unsealed, id: &KeyId, key_type: KeyType)
     if load(core, u, id).await?.is_some() {
         return Ok(None);
     }
-    let tenant = core.tenant_keys(u, &id.namespace)?;
-    let (ring, keys) = Keyring::create(&id.name, key_type, core.now())?;
+    let tenant = core.tenant_keys(u, &id.namespace).await?;
+    let (mut ring, keys) = Keyring::create(&id.name, key_type, core.now())?;
+    // The deployment's default rotation policy for this key type applies from birth.
+    if let Some(p) = core.options.default_rotation.get(key_type.as_str()) {
+        ring.configure(&ConfigChange {
+            auto_rotate_period: Some(*p),
+            ..Default::default()
+        })?;
+    }
     let ops = vec![
         Op::InsertTransitKey(config_row(id, &ring)?),
         version_op(id, &tenant, 1, &keys)?,
     ];
     core.store.apply(ops).await?;
     let ring = Arc::new(ring);
-    write(&core.keys).insert(id.clone(), ring.clone());
+    core.keys.insert(id.clone(), ring.clone());
     Ok(Some(ring))
 }
 
 /// Applies a change to a copy of the keyring, stores it, then swaps it in.
-async fn mutate<F>(core: &Core, u: &Unsealed, id: &KeyId, f: F) -> ApiResult<Arc<Keyring>>
+pub(crate) async fn mutate<F>(core: &Core, u: &Unsealed, id: &KeyId, f: F) -> ApiResult<Arc<Keyring>>
 where
     F: FnOnce(&mut Keyring, &TenantKeys, i64) -> ApiResult<Vec<Op>>,
 {
@@ -140,13 +155,13 @@ where
     let current = load(core, u, id)
         .await?
         .ok_or_else(|| ApiError::bad(format!("no existing key named {} could be found", id.name)))?;
-    let tenant = core.tenant_keys(u, &id.namespace)?;
+    let tenant = core.tenant_keys(u, &id.namespace).await?;
     let mut ring = (*current).clone();
     let mut ops = f(&mut ring, &tenant, core.now())?;
     ops.push(Op::UpdateTransitKey(config_row(id, &ring)?));
     core.store.apply(ops).await?;
     let ring = Arc::new(ring);
-    write(&core.keys).insert(id.clone(), ring.clone());
+    core.keys.insert(id.clone(), ring.clone());
     Ok(ring)
 }
 
@@ -184,7 +199,7 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, mount: &MountRow, rest: &s
     use Operation::*;
     let parts: Vec<&str> = rest.split('/').collect();
     match (parts.as_slice(), req.op) {
-        (["keys"], List) => list_keys(core, mount).await,
+        (["keys"], List) => list_keys(core, mount, req.params.bool("overdue")?.unwrap_or(false)).await,
         (["keys", name], op) => {
             valid_key_name(name)?;
             let id = key_id(mount, name);
@@ -240,11 +255,17 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, mount: &MountRow, rest: &s
     }
 }
 
-async fn list_keys(core: &Core, mount: &MountRow) -> ApiResult<Reply> {
-    let names = core
-        .store
-        .transit_key_names(&mount.namespace, mount.path.trim_end_matches('/'))
-        .await?;
+async fn list_keys(core: &Core, mount: &MountRow, overdue: bool) -> ApiResult<Reply> {
+    let mount_name = mount.path.trim_end_matches('/');
+    let names: Vec<String> = if overdue {
+        let due = core.store.transit_keys_due(core.now(), u32::MAX).await?;
+        due.into_iter()
+            .filter(|k| k.namespace == mount.namespace && k.mount == mount_name)
+            .map(|k| k.name)
+            .collect()
+    } else {
+        core.store.transit_key_names(&mount.namespace, mount_name).await?
+    };
     if names.is_empty() {
         return Err(ApiError::NotFound);
     }
@@ -298,14 +319,14 @@ async fn create_key(core: &Core, u: &Unsealed, id: &KeyId, p: &Params) -> ApiRes
                 name: id.name.clone(),
             }])
             .await?;
-        write(&core.keys).remove(id);
+        core.keys.remove(id);
         return Err(e.into());
     }
     core.store
         .apply(vec![Op::UpdateTransitKey(config_row(id, &ring)?)])
         .await?;
     let ring = Arc::new(ring);
-    write(&core.keys).insert(id.clone(), ring.clone());
+    core.keys.insert(id.clone(), ring.clone());
     Ok(Reply::Data(key_data(&ring)))
 }
 
@@ -324,7 +345,7 @@ async fn delete_key(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Reply> {
             name: id.name.clone(),
         }])
         .await?;
-    write(&core.keys).remove(id);
+    core.keys.remove(id);
     Ok(Reply::NoContent)
 }
 
@@ -344,7 +365,7 @@ async fn configure(core: &Core, u: &Unsealed, id: &KeyId, p: &Params) -> ApiResu
     .await
 }
 
-fn rotate_op(id: &KeyId, ring: &mut Keyring, tenant: &TenantKeys, now: i64) -> ApiResult<Op> {
+pub(crate) fn rotate_op(id: &KeyId, ring: &mut Keyring, tenant: &TenantKeys, now: i64) -> ApiResult<Op> {
     let (v, keys) = ring.rotate(now)?;
     version_op(id, tenant, v, &keys)
 }

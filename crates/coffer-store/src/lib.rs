@@ -8,12 +8,15 @@
 //! backend implements the same trait against the same schema.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;
 
-pub use rows::{CertRoleRow, MountRow, TenantKeyRow, TokenRow, TransitKeyRow, TransitVersionRow};
+pub use rows::{
+    CertRoleRow, MountRow, NamespaceRow, TenantKeyRow, TokenRow, TombstoneRow, TransitKeyRow, TransitVersionRow,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -85,6 +88,23 @@ pub enum Op {
     OrphanChildren {
         parent: String,
     },
+    /// Fails with [`StoreError::Conflict`] if the namespace exists.
+    InsertNamespace(NamespaceRow),
+    SetNamespaceDisabled {
+        name: String,
+        disabled: bool,
+    },
+    SetNamespaceRotation {
+        name: String,
+        next_rotation: Option<i64>,
+    },
+    /// Destroys every row of a tenant (keys, tokens, policies, mounts) and leaves the tombstone.
+    ShredNamespace(TombstoneRow),
+    /// Deletes tenant key versions below `below` (after a rewrap).
+    DeleteTenantKeysBelow {
+        namespace: String,
+        below: u32,
+    },
     PutPolicy {
         namespace: String,
         name: String,
@@ -121,6 +141,17 @@ pub trait Store: Send + Sync + 'static {
     async fn cert_role(&self, tenant: &str, name: &str) -> Result<Option<CertRoleRow>>;
     /// A tenant's certificate roles, by name.
     async fn cert_roles(&self, tenant: &str) -> Result<Vec<CertRoleRow>>;
+    async fn namespace(&self, name: &str) -> Result<Option<NamespaceRow>>;
+    async fn namespaces(&self) -> Result<Vec<NamespaceRow>>;
+    async fn tombstones(&self) -> Result<Vec<TombstoneRow>>;
+    /// Keys due for automatic rotation at `now`, at most `limit`.
+    async fn transit_keys_due(&self, now: i64, limit: u32) -> Result<Vec<TransitKeyRow>>;
+    /// Tenants whose key is due for rotation at `now`.
+    async fn namespaces_due(&self, now: i64, limit: u32) -> Result<Vec<NamespaceRow>>;
+    /// Every transit key of a tenant (to rewrap under a new tenant key).
+    async fn transit_keys_of(&self, namespace: &str) -> Result<Vec<TransitKeyRow>>;
     /// Applies every op in one transaction: all or nothing.
     async fn apply(&self, ops: Vec<Op>) -> Result<()>;
+    /// Makes deleted rows unrecoverable from the files (after a shred).
+    async fn scrub(&self) -> Result<()>;
 }

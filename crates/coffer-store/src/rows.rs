@@ -27,6 +27,26 @@ pub struct TransitKeyRow {
     pub name: String,
     /// `coffer_core::keyring::KeyConfig` as JSON.
     pub config: String,
+    /// When the key is next due for automatic rotation (unix seconds).
+    pub next_rotation: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceRow {
+    pub name: String,
+    /// Random id, new for every creation (a re-created tenant is another tenant).
+    pub id: String,
+    pub created: i64,
+    pub disabled: bool,
+    pub next_rotation: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TombstoneRow {
+    pub name: String,
+    pub id: String,
+    pub shredded: i64,
+    pub by_who: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

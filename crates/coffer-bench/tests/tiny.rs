@@ -1,0 +1,110 @@
+//! The harness end to end on a tiny run (not timed): Coffer with audit on
+//! and off, every scenario, and OpenBao too when `BAO_BIN` is set.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The coffer binary: `COFFER_BIN`, else built next to this harness
+/// (`cargo build -p coffer` in the same target directory and profile; a
+/// no-op under `cargo test --workspace`, which has built it already).
+fn coffer_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("COFFER_BIN") {
+        return p.into();
+    }
+    let harness = Path::new(env!("CARGO_BIN_EXE_coffer-bench"));
+    let profile_dir = harness.parent().unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-q", "-p", "coffer", "--bin", "coffer", "--target-dir"])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some(profile) => {
+            cmd.args(["--profile", profile]);
+        }
+    }
+    let status = cmd.status().expect("run cargo build -p coffer");
+    assert!(status.success(), "cargo build -p coffer failed");
+    let bin = profile_dir.join("coffer");
+    assert!(bin.is_file(), "{} not built; set COFFER_BIN", bin.display());
+    bin
+}
+
+/// The cells of the table row named `name`.
+fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&format!("| {name} |")))
+        .unwrap_or_else(|| panic!("no row {name:?} in:\n{table}"));
+    line.trim_matches('|').split('|').map(str::trim).skip(1).collect()
+}
+
+fn number(cell: &str) -> f64 {
+    cell.replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("{cell:?} is not a number"))
+}
+
+#[test]
+fn tiny_run_prints_the_table() {
+    let coffer = coffer_bin();
+    let with_bao = std::env::var_os("BAO_BIN").is_some();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer-bench"));
+    cmd.arg("--coffer-bin")
+        .arg(&coffer)
+        .args(["--audit", "both", "--duration", "0.5", "--warmup", "0"])
+        .args(["--connections", "2", "--threads", "1", "--out"])
+        .arg(out.path());
+    if !with_bao {
+        cmd.args(["--only", "coffer"]);
+    }
+    let run = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "harness failed:\n{stdout}\n{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(out.path()).unwrap(),
+        stdout,
+        "--out differs from stdout"
+    );
+
+    let header = stdout.lines().find(|l| l.starts_with("| metric |")).unwrap();
+    assert!(header.contains("| Coffer |"), "{header}");
+    assert!(header.contains("| Coffer (audit off) |"), "{header}");
+    assert!(header.contains("audit on ÷ off"), "{header}");
+    assert!(stdout.contains("Command: `"), "{stdout}");
+    assert!(stdout.contains("Machine: "), "{stdout}");
+    let off = if with_bao { 3 } else { 1 };
+
+    for s in ["encrypt", "decrypt", "batch100", "batch1000"] {
+        let rps = row(&stdout, &format!("{s}: req/s"));
+        assert!(number(rps[0]) > 0.0, "Coffer {s}: {rps:?}");
+        assert!(number(rps[off]) > 0.0, "Coffer audit off {s}: {rps:?}");
+        for r in ["p50 ms", "p99 ms", "server CPU µs/request"] {
+            row(&stdout, &format!("{s}: {r}"));
+        }
+        assert_eq!(row(&stdout, &format!("{s}: errors"))[0], "0", "{stdout}");
+        let audit = row(&stdout, &format!("{s}: audit bytes/request"));
+        assert!(number(audit[0]) > 0.0, "{audit:?}");
+        assert_eq!(audit[off], "off");
+        if with_bao && s != "batch1000" {
+            assert!(number(rps[1]) > 0.0, "OpenBao {s}: {rps:?}");
+        }
+    }
+    let items = row(&stdout, "batch100: items/s");
+    let reqs = row(&stdout, "batch100: req/s");
+    assert!(
+        (number(items[0]) - number(reqs[0]) * 100.0).abs() <= 50.0,
+        "{items:?} {reqs:?}"
+    );
+    // Coffer writes one record per transit request (no intent record: encrypt changes nothing).
+    let records = number(row(&stdout, "audit records (log lines)/request")[0]);
+    assert!((0.9..=1.1).contains(&records), "{records}");
+    for r in ["idle RSS after init, MiB", "peak RSS (VmHWM), MiB"] {
+        assert!(number(row(&stdout, r)[0]) > 0.0, "{r}");
+    }
+}

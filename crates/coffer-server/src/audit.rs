@@ -1,0 +1,497 @@
+//! The audit trail at run time: every request becomes a record that is
+//! durable before the response leaves (fail closed, within a deadline),
+//! written by one task that group-commits batches, chains them, seals them
+//! under the session key and signs the head. Also decryption analytics,
+//! alerts (records plus a webhook) and the `sys/audit/*` API.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use coffer_core::Key256;
+use coffer_core::analytics::{Alert, Analyzer, Event, Rules};
+use coffer_core::audit::{self, Checkpoint, RecordKeyPair, Row, Signer};
+use coffer_store::audit::{AuditCheckpointRow, AuditRecordRow, AuditSessionRow, AuditStore};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::{Clock, lock, read, write};
+
+/// `[audit]` in the configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Audit every request (default). Turning it off is for benchmarks; the server warns loudly.
+    pub enabled: bool,
+    /// How long a request waits for its record to be durable before it fails with 503.
+    pub deadline_ms: u64,
+    /// Optional extra sink: the same sealed rows, one JSON line each, fsynced.
+    pub file: Option<PathBuf>,
+    /// Where alerts are POSTed (retried; never blocks a request).
+    pub webhook_url: Option<String>,
+    pub rules: Rules,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            enabled: true,
+            deadline_ms: 2000,
+            file: None,
+            webhook_url: None,
+            rules: Rules::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log unavailable: {0}")]
+    Unavailable(String),
+    #[error("audit log did not confirm the record within {0} ms")]
+    Deadline(u64),
+}
+
+struct Job {
+    record: Vec<u8>,
+    ack: Option<oneshot::Sender<Result<u64, AuditError>>>,
+}
+
+/// Key material the writer uses; the signer and HMAC key only while unsealed.
+#[derive(Default)]
+struct Keys {
+    record_public: Option<(u32, Vec<u8>)>,
+    signer: Option<Arc<Signer>>,
+    hmac: Option<hmac::Key>,
+}
+
+pub struct Auditor {
+    tx: Option<mpsc::Sender<Job>>,
+    deadline: Duration,
+    keys: Arc<RwLock<Keys>>,
+    analyzer: Mutex<Analyzer>,
+    webhook: Option<mpsc::Sender<Alert>>,
+    recent_alerts: Mutex<VecDeque<Alert>>,
+    pub(crate) node: String,
+}
+
+/// Queue depth before new records are refused outright (never waited on).
+const QUEUE: usize = 65_536;
+const MAX_BATCH: usize = 1024;
+
+impl Auditor {
+    /// An auditor that records nothing (embedded uses and fuzzing only).
+    pub fn disabled() -> Self {
+        Auditor {
+            tx: None,
+            deadline: Duration::from_millis(0),
+            keys: Arc::default(),
+            analyzer: Mutex::new(Analyzer::new(Rules::default())),
+            webhook: None,
+            recent_alerts: Mutex::default(),
+            node: "node".into(),
+        }
+    }
+
+    /// Starts the writer over `store`.
+    pub async fn start(store: AuditStore, cfg: &AuditConfig, clock: Clock, node: String) -> Result<Self, AuditError> {
+        let keys: Arc<RwLock<Keys>> = Arc::default();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let state = ChainState::resume(&store).await?;
+        let writer = Writer {
+            store,
+            keys: keys.clone(),
+            sink: cfg.file.clone().map(FileSink::new),
+            clock,
+            node: node.clone(),
+            state,
+        };
+        tokio::spawn(writer.run(rx));
+        let webhook = cfg.webhook_url.clone().map(spawn_webhook);
+        Ok(Auditor {
+            tx: Some(tx),
+            deadline: Duration::from_millis(cfg.deadline_ms.max(1)),
+            keys,
+            analyzer: Mutex::new(Analyzer::new(cfg.rules.clone())),
+            webhook,
+            recent_alerts: Mutex::default(),
+            node,
+        })
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    pub(crate) fn set_record_key(&self, version: u32, public: Vec<u8>) {
+        write(&self.keys).record_public = Some((version, public));
+    }
+
+    pub(crate) fn set_unsealed(&self, signer: Option<Arc<Signer>>, hmac_key: Option<hmac::Key>) {
+        let mut k = write(&self.keys);
+        k.signer = signer;
+        k.hmac = hmac_key;
+    }
+
+    /// HMAC-SHA256 of a sensitive value under the audit key, as Vault does;
+    /// None while sealed (nothing sensitive is recorded then).
+    pub(crate) fn hmac(&self, value: &[u8]) -> Option<String> {
+        read(&self.keys)
+            .hmac
+            .as_ref()
+            .map(|k| STANDARD.encode(hmac::sign(k, value).as_ref()))
+    }
+
+    /// Queues a record and, if `wait`, returns once it is durable.
+    pub(crate) async fn record(&self, record: &Value, wait: bool) -> Result<(), AuditError> {
+        let Some(tx) = &self.tx else { return Ok(()) };
+        let bytes = serde_json::to_vec(record).map_err(|e| AuditError::Unavailable(e.to_string()))?;
+        if !wait {
+            // Best effort (health checks, alerts): never make a caller wait.
+            let _ = tx.try_send(Job {
+                record: bytes,
+                ack: None,
+            });
+            return Ok(());
+        }
+        let (ack, done) = oneshot::channel();
+        tx.try_send(Job {
+            record: bytes,
+            ack: Some(ack),
+        })
+        .map_err(|_| AuditError::Unavailable("the audit queue is full or stopped".into()))?;
+        match tokio::time::timeout(self.deadline, done).await {
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(AuditError::Unavailable("the audit writer stopped".into())),
+            Err(_) => Err(AuditError::Deadline(self.deadline.as_millis() as u64)),
+        }
+    }
+
+    /// Feeds decrypt outcomes to the rules; alerts become records and webhook posts.
+    pub(crate) async fn observe_decrypts(&self, identity: &str, source: &str, time: i64, outcomes: &[bool]) {
+        let alerts: Vec<Alert> = {
+            let mut a = lock(&self.analyzer);
+            outcomes
+                .iter()
+                .flat_map(|ok| {
+                    a.observe(&Event {
+                        time,
+                        identity,
+                        source,
+                        failed: !ok,
+                    })
+                })
+                .collect()
+        };
+        for alert in alerts {
+            tracing::warn!(rule = %alert.rule, identity = %alert.identity, "audit alert: {}", alert.detail);
+            let rec = json!({ "v": 1, "kind": "alert", "t": time * 1000, "node": self.node, "rule": alert.rule,
+                              "who": alert.identity, "src": alert.source, "detail": alert.detail });
+            let _ = self.record(&rec, false).await;
+            {
+                let mut recent = lock(&self.recent_alerts);
+                if recent.len() >= 1000 {
+                    recent.pop_front();
+                }
+                recent.push_back(alert.clone());
+            }
+            if let Some(w) = &self.webhook {
+                let _ = w.try_send(alert);
+            }
+        }
+    }
+}
+
+fn spawn_webhook(url: String) -> mpsc::Sender<Alert> {
+    let (tx, mut rx) = mpsc::channel::<Alert>(1024);
+    tokio::spawn(async move {
+        let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("audit webhook disabled: {e}");
+                return;
+            }
+        };
+        while let Some(alert) = rx.recv().await {
+            let mut delay = Duration::from_millis(200);
+            for attempt in 1..=5 {
+                match client.post(&url).json(&alert).send().await {
+                    Ok(r) if r.status().is_success() => break,
+                    Ok(r) => tracing::warn!(attempt, status = %r.status(), "audit webhook refused an alert"),
+                    Err(e) => tracing::warn!(attempt, "audit webhook unreachable: {e}"),
+                }
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    });
+    tx
+}
+
+struct ChainState {
+    next_seq: u64,
+    head: [u8; 32],
+    next_session: u32,
+    session: Option<(u32, u32, Key256)>,
+}
+
+impl ChainState {
+    async fn resume(store: &AuditStore) -> Result<Self, AuditError> {
+        let unavailable = |e: coffer_store::StoreError| AuditError::Unavailable(e.to_string());
+        let last = store.last_record().await.map_err(unavailable)?;
+        let sessions = store.sessions().await.map_err(unavailable)?;
+        let (next_seq, head) = match last {
+            Some(r) => (r.seq + 1, to_row(&r).link()),
+            None => (1, [0u8; 32]),
+        };
+        let next_session = sessions.iter().map(|s| s.id).max().unwrap_or(0) + 1;
+        Ok(ChainState {
+            next_seq,
+            head,
+            next_session,
+            session: None,
+        })
+    }
+}
+
+pub(crate) fn to_row(r: &AuditRecordRow) -> Row {
+    let mut prev = [0u8; 32];
+    if r.prev.len() == 32 {
+        prev.copy_from_slice(&r.prev);
+    }
+    Row {
+        seq: r.seq,
+        session: r.session,
+        prev,
+        payload: r.payload.clone(),
+    }
+}
+
+pub(crate) fn to_checkpoint(c: &AuditCheckpointRow) -> Checkpoint {
+    let mut head = [0u8; 32];
+    if c.head.len() == 32 {
+        head.copy_from_slice(&c.head);
+    }
+    Checkpoint {
+        seq: c.seq,
+        head,
+        time: c.time,
+        signature: c.signature.clone(),
+    }
+}
+
+/// An extra sink: the same rows as JSON lines in a file, fsynced per batch.
+struct FileSink {
+    path: PathBuf,
+    file: Arc<Mutex<Option<std::fs::File>>>,
+}
+
+impl FileSink {
+    fn new(path: PathBuf) -> Self {
+        FileSink {
+            path,
+            file: Arc::default(),
+        }
+    }
+
+    async fn write(&self, lines: String) -> Result<(), String> {
+        let (path, file) = (self.path.clone(), self.file.clone());
+        // Blocking I/O off the runtime; if it never returns, requests still fail at their deadline.
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut guard = lock(&file);
+            if guard.is_none() {
+                *guard = Some(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?,
+                );
+            }
+            let f = guard.as_mut().ok_or("sink not open")?;
+            let res = f.write_all(lines.as_bytes()).and_then(|_| f.sync_data());
+            if let Err(e) = res {
+                *guard = None;
+                return Err(format!("{}: {e}", path.display()));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+struct Writer {
+    store: AuditStore,
+    keys: Arc<RwLock<Keys>>,
+    sink: Option<FileSink>,
+    clock: Clock,
+    node: String,
+    state: ChainState,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(first) = rx.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            let result = self.write_batch(&jobs).await;
+            if let Err(e) = &result {
+                tracing::error!("audit write failed: {e}");
+            }
+            let last = self.state.next_seq - 1;
+            for j in jobs {
+                if let Some(ack) = j.ack {
+                    let _ = ack.send(result.clone().map(|_| last));
+                }
+            }
+        }
+    }
+
+    async fn write_batch(&mut self, jobs: &[Job]) -> Result<(), AuditError> {
+        let (record_public, signer) = {
+            let k = read(&self.keys);
+            (k.record_public.clone(), k.signer.clone())
+        };
+        let Some((key_version, public)) = record_public else {
+            return Err(AuditError::Unavailable(
+                "no audit key yet: the server is not initialised".into(),
+            ));
+        };
+        let saved = (self.state.next_seq, self.state.head, self.state.next_session);
+        let mut new_session = None;
+        if self.state.session.as_ref().is_none_or(|(_, v, _)| *v != key_version) {
+            let (session_public, key) =
+                audit::start_session(&public).map_err(|e| AuditError::Unavailable(e.to_string()))?;
+            let id = self.state.next_session;
+            self.state.next_session += 1;
+            new_session = Some((
+                AuditSessionRow {
+                    id,
+                    key_version,
+                    public: session_public,
+                    started: self.clock.now(),
+                    node: self.node.clone(),
+                },
+                (id, key_version, key),
+            ));
+        }
+        let (session_id, session_key) = match (&new_session, &self.state.session) {
+            (Some((_, (id, _, key))), _) | (None, Some((id, _, key))) => (*id, key),
+            (None, None) => return Err(AuditError::Unavailable("no audit session".into())),
+        };
+        let mut rows = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            let seq = self.state.next_seq;
+            let payload = audit::seal_record(session_key, seq, session_id, &j.record)
+                .map_err(|e| AuditError::Unavailable(e.to_string()))?;
+            let row = Row {
+                seq,
+                session: session_id,
+                prev: self.state.head,
+                payload,
+            };
+            self.state.head = row.link();
+            self.state.next_seq += 1;
+            rows.push(AuditRecordRow {
+                seq,
+                session: session_id,
+                prev: row.prev.to_vec(),
+                payload: row.payload,
+            });
+        }
+        let checkpoint = signer.map(|s| {
+            let c = s.checkpoint(self.state.next_seq - 1, self.state.head, self.clock.now());
+            AuditCheckpointRow {
+                seq: c.seq,
+                head: c.head.to_vec(),
+                time: c.time,
+                signature: c.signature,
+            }
+        });
+        if let Err(e) = self
+            .store
+            .append(new_session.as_ref().map(|(s, _)| s), &rows, checkpoint.as_ref())
+            .await
+        {
+            (self.state.next_seq, self.state.head, self.state.next_session) = saved;
+            return Err(AuditError::Unavailable(e.to_string()));
+        }
+        if let Some((_, session)) = new_session {
+            self.state.session = Some(session);
+        }
+        if let Some(sink) = &self.sink {
+            let mut lines = String::new();
+            for r in &rows {
+                lines.push_str(
+                    &json!({ "seq": r.seq, "session": r.session, "prev": hex::encode(&r.prev), "payload": STANDARD.encode(&r.payload) })
+                        .to_string(),
+                );
+                lines.push('\n');
+            }
+            if let Some(c) = &checkpoint {
+                lines.push_str(
+                    &json!({ "checkpoint": c.seq, "head": hex::encode(&c.head), "time": c.time, "signature": hex::encode(&c.signature) })
+                        .to_string(),
+                );
+                lines.push('\n');
+            }
+            sink.write(lines).await.map_err(AuditError::Unavailable)?;
+        }
+        Ok(())
+    }
+}
+
+/// Decrypts records for `tail`/`export`: holds the record keys (unsealed only).
+pub(crate) struct Reader {
+    pairs: HashMap<u32, RecordKeyPair>,
+    sessions: HashMap<u32, Key256>,
+}
+
+impl Reader {
+    pub(crate) fn new(pairs: HashMap<u32, RecordKeyPair>) -> Self {
+        Reader {
+            pairs,
+            sessions: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn open(&mut self, sessions: &[AuditSessionRow], r: &AuditRecordRow) -> Value {
+        if !self.sessions.contains_key(&r.session) {
+            let key = sessions.iter().find(|s| s.id == r.session).and_then(|s| {
+                self.pairs
+                    .get(&s.key_version)
+                    .and_then(|p| p.session_key(&s.public).ok())
+            });
+            match key {
+                Some(k) => {
+                    self.sessions.insert(r.session, k);
+                }
+                None => return json!({ "seq": r.seq, "error": "no key for this record's session" }),
+            }
+        }
+        let opened = self.sessions.get(&r.session).map(|k| audit::open_record(k, &to_row(r)));
+        match opened {
+            Some(Ok(pt)) => match serde_json::from_slice::<Value>(pt.as_bytes()) {
+                Ok(Value::Object(mut m)) => {
+                    m.insert("seq".into(), json!(r.seq));
+                    Value::Object(m)
+                }
+                _ => json!({ "seq": r.seq, "error": "record is not JSON" }),
+            },
+            _ => json!({ "seq": r.seq, "error": "record does not decrypt: altered or foreign" }),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! `sys/audit/*`: read, verify and export the trail (sudo), list alerts,
+//! rotate the record key. Also the offline verifier behind
+//! `coffer audit verify --config`.
+
+use serde_json::{Value, json};
+
+use coffer_core::audit::{self, Report};
+use coffer_store::audit::AuditStore;
+
+use crate::audit::{to_checkpoint, to_row};
+use crate::core::{Core, Unsealed};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{Operation, Reply, Request};
+
+/// Records read per page.
+const PAGE: u32 = 5000;
+
+fn store(core: &Core) -> ApiResult<&AuditStore> {
+    core.audit_store
+        .as_ref()
+        .ok_or_else(|| ApiError::bad("this server runs without an audit trail"))
+}
+
+/// `rest` follows `sys/audit`.
+pub(crate) async fn handle(core: &Core, u: &Unsealed, rest: &str, req: Request) -> ApiResult<Reply> {
+    match (rest.trim_start_matches('/'), req.op) {
+        ("", Operation::Read) => Ok(Reply::SysData(json!({
+            "coffer/": { "type": "coffer", "path": "coffer/", "local": false, "options": {},
+                         "description": "hash-chained, encrypted, always on" }
+        }))),
+        ("tail", Operation::Read) => {
+            let n = req.params.u32("n")?.unwrap_or(20).clamp(1, PAGE);
+            let s = store(core)?;
+            let after = match req.params.u64("after")? {
+                Some(a) => a,
+                None => s.last_record().await?.map_or(0, |r| r.seq.saturating_sub(u64::from(n))),
+            };
+            let rows = s.records_after(after, n).await?;
+            let sessions = s.sessions().await?;
+            let mut reader = core.audit_reader(u).await?;
+            let records: Vec<Value> = rows.iter().map(|r| reader.open(&sessions, r)).collect();
+            Ok(Reply::Data(json!({ "records": records })))
+        }
+        ("export", Operation::Read) => {
+            let since = since_param(&req)?;
+            let kind = req.params.str("kind")?.map(str::to_owned);
+            let records = scan(core, u, since, kind.as_deref()).await?;
+            Ok(Reply::Data(json!({ "records": records })))
+        }
+        ("alerts", Operation::Read) => {
+            let records = scan(core, u, since_param(&req)?, Some("alert")).await?;
+            Ok(Reply::Data(json!({ "alerts": records })))
+        }
+        ("verify", Operation::Read) => {
+            let key = core
+                .audit_keys()
+                .await?
+                .ok_or_else(|| ApiError::bad("not initialised"))?;
+            let pk = hex::decode(&key.verify_key).map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok(Reply::Data(report_json(&verify_store(store(core)?, &pk).await?)))
+        }
+        ("rotate", Operation::Write) => {
+            let v = core.rotate_audit_key(u).await?;
+            Ok(Reply::Data(json!({ "record_key_version": v })))
+        }
+        _ => Err(ApiError::UnsupportedPath),
+    }
+}
+
+fn since_param(req: &Request) -> ApiResult<i64> {
+    match req.params.str("since")? {
+        None => Ok(0),
+        Some(s) => {
+            parse_time(s).ok_or_else(|| ApiError::bad(format!("since: {s:?} is neither unix seconds nor RFC 3339")))
+        }
+    }
+}
+
+pub(crate) fn parse_time(s: &str) -> Option<i64> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Some(n);
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+async fn scan(core: &Core, u: &Unsealed, since: i64, kind: Option<&str>) -> ApiResult<Vec<Value>> {
+    let s = store(core)?;
+    let sessions = s.sessions().await?;
+    let mut reader = core.audit_reader(u).await?;
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let rows = s.records_after(after, PAGE).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        for r in &rows {
+            let rec = reader.open(&sessions, r);
+            let recent = rec.get("t").and_then(Value::as_i64).is_some_and(|t| t >= since);
+            let matches = kind.is_none_or(|k| rec.get("kind").and_then(Value::as_str) == Some(k));
+            if recent && matches {
+                out.push(rec);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Verifies every row and checkpoint in `store` against `public_key`.
+pub(crate) async fn verify_store(store: &AuditStore, public_key: &[u8]) -> ApiResult<Report> {
+    let mut rows = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.records_after(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        rows.extend(page.iter().map(to_row));
+    }
+    let checkpoints: Vec<_> = store.checkpoints().await?.iter().map(to_checkpoint).collect();
+    Ok(audit::verify(&rows, &checkpoints, public_key))
+}
+
+pub(crate) fn report_json(r: &Report) -> Value {
+    json!({
+        "intact": r.finding.is_none(),
+        "records": r.records,
+        "checkpoints": r.checkpoints,
+        "unsigned_tail": r.unsigned_tail,
+        "first_bad_seq": r.finding.as_ref().map(|f| f.seq),
+        "kind": r.finding.as_ref().map(|f| f.kind.as_str()),
+    })
+}

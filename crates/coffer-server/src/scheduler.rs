@@ -1,0 +1,73 @@
+//! Background work: automatic rotation of keys and tenant keys that are due.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_core::keyring::KeyConfig;
+
+use crate::core::{Core, KeyId};
+use crate::error::{ApiError, ApiResult};
+use crate::transit::{mutate, next_rotation, rotate_op};
+
+/// What one pass rotated.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Rotated {
+    pub keys: usize,
+    pub tenants: usize,
+}
+
+/// Due items handled per pass; the next pass takes the rest.
+const BATCH: u32 = 1000;
+
+/// Rotates every key and tenant key whose period has passed. A key is
+/// rotated once per period: the due check is repeated under the write lock
+/// on the stored state, so a second pass (or a second node) finds it not due.
+pub async fn rotate_due(core: &Core) -> ApiResult<Rotated> {
+    let Ok(u) = core.unsealed() else {
+        return Ok(Rotated::default());
+    };
+    let now = core.now();
+    let mut done = Rotated::default();
+    for row in core.store.transit_keys_due(now, BATCH).await? {
+        let id = KeyId {
+            namespace: row.namespace.clone(),
+            mount: row.mount.clone(),
+            name: row.name.clone(),
+        };
+        let before: KeyConfig = serde_json::from_str(&row.config)
+            .map_err(|e| ApiError::Internal(format!("stored key {}: {e}", row.name)))?;
+        let mut rotated = false;
+        mutate(core, &u, &id, |ring, tenant, now| {
+            if ring.config.latest_version != before.latest_version || next_rotation(ring).is_none_or(|t| t > now) {
+                return Ok(Vec::new());
+            }
+            rotated = true;
+            Ok(vec![rotate_op(&id, ring, tenant, now)?])
+        })
+        .await?;
+        if rotated {
+            done.keys += 1;
+            tracing::info!(key = %row.name, tenant = %row.namespace, "rotated on schedule");
+        }
+    }
+    for n in core.store.namespaces_due(now, BATCH).await? {
+        crate::namespaces::rotate_tenant_key(core, &u, &n.name).await?;
+        done.tenants += 1;
+        tracing::info!(tenant = %n.name, "tenant key rotated on schedule");
+    }
+    Ok(done)
+}
+
+/// Runs [`rotate_due`] every `interval` until the process ends.
+pub fn spawn(core: Arc<Core>, interval: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = rotate_due(&core).await {
+                tracing::error!("scheduled rotation failed: {e}");
+            }
+        }
+    });
+}

@@ -1,0 +1,178 @@
+//! Scheduled rotation with a controllable clock, in process.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use coffer_server::{Clock, Core, CoreOptions, Rotated, rotate_due};
+use coffer_store::sqlite::SqliteStore;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const HOUR: i64 = 3600;
+
+struct Env {
+    core: Arc<Core>,
+    clock: Clock,
+    _dir: tempfile::TempDir,
+}
+
+async fn env(options: CoreOptions) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let clock = Clock::fixed(1_800_000_000);
+    let core = Core::open(Arc::new(store), clock.clone())
+        .await
+        .unwrap()
+        .with_options(options);
+    coffer_server::dev_init(&core, Some("root")).await.unwrap();
+    Env {
+        core: Arc::new(core),
+        clock,
+        _dir: dir,
+    }
+}
+
+async fn call(e: &Env, method: &str, path: &str, ns: Option<&str>, body: Value) -> (u16, Value) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("/v1/{path}"))
+        .header("X-Vault-Token", "root");
+    if let Some(ns) = ns {
+        req = req.header("X-Vault-Namespace", ns);
+    }
+    let mut req = req.body(Body::from(body.to_string())).unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))));
+    let resp = coffer_server::app(e.core.clone(), Default::default())
+        .oneshot(req)
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn due_keys_rotate_exactly_once_per_period() {
+    let e = env(CoreOptions::default()).await;
+    let (st, _) = call(
+        &e,
+        "POST",
+        "transit/keys/k",
+        None,
+        json!({ "auto_rotate_period": "24h" }),
+    )
+    .await;
+    assert_eq!(st, 200);
+    call(&e, "POST", "transit/keys/manual", None, json!({})).await;
+    let (_, v) = call(&e, "POST", "transit/encrypt/k", None, json!({ "plaintext": "aGk=" })).await;
+    let old = v["data"]["ciphertext"].as_str().unwrap().to_owned();
+
+    assert_eq!(
+        rotate_due(&e.core).await.unwrap(),
+        Rotated::default(),
+        "nothing is due yet"
+    );
+    e.clock.set(1_800_000_000 + 25 * HOUR);
+    assert_eq!(rotate_due(&e.core).await.unwrap(), Rotated { keys: 1, tenants: 0 });
+    assert_eq!(
+        rotate_due(&e.core).await.unwrap(),
+        Rotated::default(),
+        "not twice in one period"
+    );
+    let (_, v) = call(&e, "GET", "transit/keys/k", None, json!({})).await;
+    assert_eq!(v["data"]["latest_version"], 2);
+    let (_, v) = call(&e, "GET", "transit/keys/manual", None, json!({})).await;
+    assert_eq!(v["data"]["latest_version"], 1, "keys without a period are left alone");
+    let (st, _) = call(&e, "POST", "transit/decrypt/k", None, json!({ "ciphertext": old })).await;
+    assert_eq!(st, 200);
+
+    e.clock.set(1_800_000_000 + 50 * HOUR);
+    assert_eq!(
+        rotate_due(&e.core).await.unwrap().keys,
+        1,
+        "the next period rotates again"
+    );
+}
+
+#[tokio::test]
+async fn default_policy_applies_to_new_keys_and_overdue_keys_are_listed() {
+    let options = CoreOptions {
+        default_rotation: HashMap::from([("aes256-gcm96".to_owned(), 90 * 24 * 3600)]),
+        ..Default::default()
+    };
+    let e = env(options).await;
+    let (_, v) = call(&e, "POST", "transit/keys/q", None, json!({})).await;
+    assert_eq!(v["data"]["auto_rotate_period"], 90 * 24 * 3600);
+    let (_, v) = call(
+        &e,
+        "POST",
+        "transit/keys/c",
+        None,
+        json!({ "type": "chacha20-poly1305" }),
+    )
+    .await;
+    assert_eq!(v["data"]["auto_rotate_period"], 0, "the default is per key type");
+    assert_eq!(
+        call(&e, "LIST", "transit/keys?overdue=true", None, json!({})).await.0,
+        404
+    );
+    e.clock.set(1_800_000_000 + 91 * 24 * HOUR);
+    let (st, v) = call(&e, "LIST", "transit/keys?overdue=true", None, json!({})).await;
+    assert_eq!((st, v["data"]["keys"].clone()), (200, json!(["q"])));
+}
+
+#[tokio::test]
+async fn tenant_keys_rotate_and_rewrap_their_keys_online() {
+    let e = env(CoreOptions {
+        tenant_rotation: 30 * 24 * 3600,
+        ..Default::default()
+    })
+    .await;
+    call(&e, "POST", "sys/namespaces/acme", None, json!({})).await;
+    let (_, v) = call(
+        &e,
+        "POST",
+        "transit/encrypt/pii",
+        Some("acme"),
+        json!({ "plaintext": "c2VjcmV0" }),
+    )
+    .await;
+    let ct = v["data"]["ciphertext"].as_str().unwrap().to_owned();
+    e.clock.set(1_800_000_000 + 31 * 24 * HOUR);
+    let r = rotate_due(&e.core).await.unwrap();
+    assert_eq!(r.tenants, 2, "the root tenant and acme");
+    let (st, v) = call(
+        &e,
+        "POST",
+        "transit/decrypt/pii",
+        Some("acme"),
+        json!({ "ciphertext": ct }),
+    )
+    .await;
+    assert_eq!(
+        (st, v["data"]["plaintext"].as_str()),
+        (200, Some("c2VjcmV0")),
+        "named keys survive the rewrap"
+    );
+    let (st, v) = call(&e, "POST", "sys/namespaces/acme/rotate", None, json!({})).await;
+    assert_eq!((st, v["data"]["tenant_key_version"].as_u64()), (200, Some(3)));
+    assert_eq!(
+        call(
+            &e,
+            "POST",
+            "transit/decrypt/pii",
+            Some("acme"),
+            json!({ "ciphertext": ct })
+        )
+        .await
+        .0,
+        200
+    );
+}

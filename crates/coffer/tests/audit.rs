@@ -1,0 +1,313 @@
+//! The audit trail against the real binary: tampering named by `audit
+//! verify`, crash safety, fail-closed sinks, alerts, and no secrets on disk.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Server, all_bytes, b64, bin, config_file, contains, init_unseal};
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+/// `coffer audit verify --config` → (exit code, stdout).
+fn verify(data: &Path) -> (i32, String) {
+    let cfg = config_file(data, "");
+    let o = Command::new(bin())
+        .args(["audit", "verify", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+async fn sql(data: &Path, statements: &[&str]) {
+    let url = format!("sqlite://{}", data.join("audit.db").display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    // An attacker with the file drops the append-only triggers first.
+    for t in [
+        "audit_records_no_update",
+        "audit_records_no_delete",
+        "audit_checkpoints_no_delete",
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TRIGGER IF EXISTS {t}")))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    for s in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(s.to_string()))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+}
+
+/// A trail of a few dozen records in a copy of `template`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn verify_names_each_kind_of_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::with_config(&data);
+    let (_, root) = init_unseal(&s).await;
+    for i in 0..20 {
+        let (st, _) = s
+            .call(
+                "POST",
+                "transit/encrypt/k",
+                Some(&root),
+                Some(json!({ "plaintext": b64(format!("m{i}").as_bytes()) })),
+            )
+            .await;
+        assert_eq!(st, 200);
+    }
+    s.stop();
+    let (code, out) = verify(&data);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("intact"), "{out}");
+
+    let cases: [(&str, &[&str], &str); 5] = [
+        (
+            "edited",
+            &["UPDATE audit_records SET payload = x'00' || substr(payload, 2) WHERE seq = 10"],
+            "seq 10 (edited)",
+        ),
+        (
+            "deleted",
+            &["DELETE FROM audit_records WHERE seq = 12"],
+            "seq 12 (deleted)",
+        ),
+        (
+            "reordered",
+            &[
+                "UPDATE audit_records SET seq = -1 WHERE seq = 8",
+                "UPDATE audit_records SET seq = 8 WHERE seq = 15",
+                "UPDATE audit_records SET seq = 15 WHERE seq = -1",
+            ],
+            "seq 8 (reordered)",
+        ),
+        (
+            "inserted",
+            &[
+                "UPDATE audit_records SET seq = seq + 1000 WHERE seq >= 6",
+                "UPDATE audit_records SET seq = seq - 999 WHERE seq >= 1006",
+                "INSERT INTO audit_records (seq, session, prev, payload) SELECT 6, session, prev, x'0102' FROM audit_records WHERE seq = 7",
+            ],
+            "seq 6 (inserted)",
+        ),
+        (
+            "truncated",
+            &["DELETE FROM audit_records WHERE seq > 15"],
+            "seq 16 (truncated)",
+        ),
+    ];
+    for (name, statements, expect) in cases {
+        let copy = dir.path().join(name);
+        copy_dir(&data, &copy);
+        sql(&copy, statements).await;
+        let (code, out) = verify(&copy);
+        assert_eq!(code, 1, "{name}: {out}");
+        assert!(out.contains(expect), "{name}: expected {expect:?} in {out}");
+    }
+}
+
+#[tokio::test]
+async fn a_crash_under_load_keeps_every_acknowledged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::with_config(&data);
+    let (key, root) = init_unseal(&s).await;
+    let addr = s.addr.clone();
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (client, addr, root) = (client.clone(), addr.clone(), root.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..10_000 {
+                let body = json!({ "plaintext": b64(format!("{t}-{i}").as_bytes()) });
+                let r = client
+                    .post(format!("{addr}/v1/transit/encrypt/load"))
+                    .header("X-Vault-Token", &root)
+                    .json(&body)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => {
+                        let v: Value = r.json().await.unwrap_or(Value::Null);
+                        if let Some(id) = v["request_id"].as_str() {
+                            acked.push(id.to_owned());
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    Command::new("kill")
+        .args(["-9", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    assert!(acked.len() > 50, "the load ran ({} acknowledged)", acked.len());
+    drop(s);
+
+    let (code, out) = verify(&data);
+    assert_eq!(code, 0, "{out}");
+    let s = Server::with_config(&data);
+    s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+    let (st, v) = s.call("GET", "sys/audit/export", Some(&root), None).await;
+    assert_eq!(st, 200);
+    let ids: std::collections::HashSet<&str> = v["data"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "response" && r["st"] == 200)
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    let missing: Vec<&String> = acked.iter().filter(|id| !ids.contains(id.as_str())).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged requests have no record, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
+}
+
+#[tokio::test]
+async fn a_failing_or_stuck_sink_fails_requests_within_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    // Failing: the sink's directory does not exist.
+    let data = dir.path().join("failing");
+    let s = Server::with_config_extra(
+        &data,
+        "[audit]\ndeadline_ms = 500\nfile = \"/nonexistent/dir/audit.jsonl\"\n",
+    );
+    assert_eq!(s.call("GET", "sys/health", None, None).await.0, 501);
+    let (st, v) = s
+        .call(
+            "PUT",
+            "sys/init",
+            None,
+            Some(json!({ "secret_shares": 1, "secret_threshold": 1 })),
+        )
+        .await;
+    assert_eq!(st, 503, "the init record cannot be written: {v}");
+    drop(s);
+
+    // Stuck: a FIFO nobody reads blocks the writer forever.
+    let data = dir.path().join("stuck");
+    let fifo = dir.path().join("sink.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let s = Server::with_config(&data);
+    let (_key, root) = init_unseal(&s).await;
+    drop(s);
+    let s = Server::with_config_extra(
+        &data,
+        &format!("[audit]\ndeadline_ms = 700\nfile = {:?}\n", fifo.display().to_string()),
+    );
+    let start = Instant::now();
+    let (st, v) = s.call("PUT", "sys/unseal", None, Some(json!({ "key": _key }))).await;
+    assert_eq!(st, 503, "{v}");
+    let (st, v) = s.call("POST", "transit/keys/new", Some(&root), None).await;
+    assert_eq!(st, 503, "{v}");
+    assert!(v["errors"][0].as_str().unwrap().contains("audit"), "{v}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "requests must not hang: {:?}",
+        start.elapsed()
+    );
+    // Health checks keep answering while the trail is stuck.
+    assert!(matches!(s.call("GET", "sys/health", None, None).await.0, 200 | 503));
+}
+
+#[tokio::test]
+async fn alerts_reach_the_trail_and_the_webhook_and_no_secret_reaches_disk() {
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = hook.local_addr().unwrap();
+    let received = std::sync::Arc::new(tokio::sync::Mutex::new(String::new()));
+    let sink = received.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let (mut sock, _) = hook.accept().await.unwrap();
+            let mut buf = vec![0u8; 65536];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            sink.lock().await.push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = sock
+                .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::with_config_extra(
+        &data,
+        &format!("[audit]\nwebhook_url = \"http://{hook_addr}/alerts\"\n[audit.rules]\nfailed_burst = 3\n"),
+    );
+    let (_, root) = init_unseal(&s).await;
+    let canary = b"canary-plaintext-5500-0000";
+    let (_, v) = s
+        .call(
+            "POST",
+            "transit/encrypt/pii",
+            Some(&root),
+            Some(json!({ "plaintext": b64(canary), "associated_data": b64(b"row=1") })),
+        )
+        .await;
+    let ct = v["data"]["ciphertext"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let (st, _) = s
+            .call(
+                "POST",
+                "transit/decrypt/pii",
+                Some(&root),
+                Some(json!({ "ciphertext": ct, "associated_data": b64(b"row=2") })),
+            )
+            .await;
+        assert_eq!(st, 400);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !received.lock().await.contains("failed_burst") {
+        assert!(Instant::now() < deadline, "the webhook got no alert");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Alert records are written without holding up the request that raised them.
+    let v = loop {
+        let (st, v) = s.call("GET", "sys/audit/alerts", Some(&root), None).await;
+        assert_eq!(st, 200);
+        if v["data"]["alerts"].as_array().is_some_and(|a| !a.is_empty()) || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(v["data"]["alerts"][0]["rule"], "failed_burst", "{v}");
+
+    let (_, export) = s.call("GET", "sys/audit/export", Some(&root), None).await;
+    let export = export.to_string();
+    assert!(export.contains("transit/decrypt/pii"));
+    s.stop();
+    let disk = all_bytes(&data);
+    for secret in [&canary[..], root.as_bytes(), ct.as_bytes()] {
+        assert!(!contains(&disk, secret), "a secret is on disk");
+        assert!(!contains(export.as_bytes(), secret), "a secret is in the export");
+    }
+}

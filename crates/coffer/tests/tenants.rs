@@ -1,0 +1,276 @@
+//! Tenants (namespaces) against the real binary: isolation, scoping,
+//! disable/enable, and crypto-shredding that leaves nothing unwrappable.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use coffer_store::Store;
+use coffer_store::sqlite::SqliteStore;
+use common::{Server, all_bytes, b64, contains, errors, init_unseal, unb64};
+use serde_json::{Value, json};
+
+async fn in_ns(s: &Server, ns: &str, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    s.raw(
+        method,
+        path,
+        Some(token),
+        body.map(|b| b.to_string().into_bytes()),
+        &[("X-Vault-Namespace", ns)],
+    )
+    .await
+}
+
+async fn encrypt(s: &Server, ns: &str, token: &str, key: &str, pt: &[u8]) -> String {
+    let (st, v) = in_ns(
+        s,
+        ns,
+        token,
+        "POST",
+        &format!("transit/encrypt/{key}"),
+        Some(json!({ "plaintext": b64(pt) })),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    v["data"]["ciphertext"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn tenants_are_isolated_and_scoped() {
+    let s = Server::dev();
+    for ns in ["acme", "globex"] {
+        let (st, v) = s.root("POST", &format!("sys/namespaces/{ns}"), None).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["data"]["path"], format!("{ns}/"));
+    }
+    let (st, v) = s.root("LIST", "sys/namespaces", None).await;
+    assert_eq!((st, v["data"]["keys"].clone()), (200, json!(["acme/", "globex/"])));
+
+    // Same key name, same version, different tenants: different keys.
+    let ct = encrypt(&s, "acme", "root", "orders", b"acme secret").await;
+    encrypt(&s, "globex", "root", "orders", b"x").await;
+    let (st, v) = in_ns(
+        &s,
+        "globex",
+        "root",
+        "POST",
+        "transit/decrypt/orders",
+        Some(json!({ "ciphertext": ct })),
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+    let (st, _) = s
+        .root("POST", "transit/decrypt/orders", Some(json!({ "ciphertext": ct })))
+        .await;
+    assert_eq!(st, 400, "nor at the root");
+    // The path-prefix form reaches the same tenant.
+    let (st, v) = s
+        .root("POST", "acme/transit/decrypt/orders", Some(json!({ "ciphertext": ct })))
+        .await;
+    assert_eq!(
+        (st, unb64(v["data"]["plaintext"].as_str().unwrap())),
+        (200, b"acme secret".to_vec())
+    );
+    let (st, v) = in_ns(&s, "acme", "root", "GET", "sys/mounts", None).await;
+    assert_eq!((st, v["data"]["transit/"]["type"].as_str()), (200, Some("transit")));
+
+    // A tenant's own policies and tokens; its tokens cannot leave it.
+    let (st, _) = in_ns(
+        &s,
+        "acme",
+        "root",
+        "PUT",
+        "sys/policies/acl/app",
+        Some(json!({ "policy": "path \"transit/*\" { capabilities = [\"update\"] }" })),
+    )
+    .await;
+    assert_eq!(st, 204);
+    assert_eq!(
+        s.root("GET", "sys/policies/acl/app", None).await.0,
+        404,
+        "the policy lives in the tenant"
+    );
+    let (st, v) = in_ns(
+        &s,
+        "acme",
+        "root",
+        "POST",
+        "auth/token/create",
+        Some(json!({ "policies": ["app"] })),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let t = v["auth"]["client_token"].as_str().unwrap().to_owned();
+    let (st, _) = in_ns(
+        &s,
+        "acme",
+        &t,
+        "POST",
+        "transit/decrypt/orders",
+        Some(json!({ "ciphertext": ct })),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _) = in_ns(
+        &s,
+        "globex",
+        &t,
+        "POST",
+        "transit/encrypt/orders",
+        Some(json!({ "plaintext": b64(b"x") })),
+    )
+    .await;
+    assert_eq!(st, 403, "a tenant token cannot act in another tenant");
+    assert_eq!(
+        s.call(
+            "POST",
+            "transit/encrypt/orders",
+            Some(&t),
+            Some(json!({ "plaintext": b64(b"x") }))
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(in_ns(&s, "nobody", "root", "GET", "sys/mounts", None).await.0, 400);
+    for bad in ["sys", "a/b", "bad name", ""] {
+        let (st, _) = s.root("POST", &format!("sys/namespaces/{bad}"), None).await;
+        assert!(st == 400 || st == 405 || st == 404, "{bad}: {st}");
+    }
+}
+
+#[tokio::test]
+async fn a_disabled_tenant_refuses_everything_until_enabled() {
+    let s = Server::dev();
+    s.root("POST", "sys/namespaces/acme", None).await;
+    let ct = encrypt(&s, "acme", "root", "k", b"x").await;
+    assert_eq!(s.root("POST", "sys/namespaces/acme/disable", None).await.0, 204);
+    let (st, v) = in_ns(
+        &s,
+        "acme",
+        "root",
+        "POST",
+        "transit/decrypt/k",
+        Some(json!({ "ciphertext": ct })),
+    )
+    .await;
+    assert_eq!((st, errors(&v).as_str()), (403, "tenant \"acme\" is disabled"));
+    assert_eq!(s.root("GET", "acme/sys/mounts", None).await.0, 403);
+    assert_eq!(s.root("POST", "sys/namespaces/acme/enable", None).await.0, 204);
+    assert_eq!(
+        in_ns(
+            &s,
+            "acme",
+            "root",
+            "POST",
+            "transit/decrypt/k",
+            Some(json!({ "ciphertext": ct }))
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, v) = s.root("GET", "sys/audit/export", None).await;
+    let refused = v["data"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["ns"] == "acme" && r["st"] == 403);
+    assert!(refused, "the refusals are audited");
+}
+
+#[tokio::test]
+async fn shredding_leaves_nothing_unwrappable_and_a_tombstone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let s = Server::with_config(&data);
+    let (_key, root) = init_unseal(&s).await;
+    s.call("POST", "sys/namespaces/acme", Some(&root), None).await;
+    let ct = encrypt(&s, "acme", &root, "pii", b"to be forgotten").await;
+    in_ns(&s, "acme", &root, "POST", "transit/keys/pii/rotate", None).await;
+    let (_, v) = in_ns(&s, "acme", &root, "POST", "auth/token/create", Some(json!({}))).await;
+    let acme_token = v["auth"]["client_token"].as_str().unwrap().to_owned();
+
+    // Every wrapped blob of the tenant, read straight from the store.
+    let blobs: Vec<Vec<u8>> = {
+        let store = SqliteStore::open(&data).await.unwrap();
+        let mut b: Vec<Vec<u8>> = store
+            .tenant_keys("acme")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.wrapped)
+            .collect();
+        b.extend(
+            store
+                .transit_versions("acme", "transit", "pii")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|v| v.wrapped),
+        );
+        b
+    };
+    assert_eq!(blobs.len(), 3);
+
+    assert_eq!(s.call("DELETE", "sys/namespaces/acme", Some(&root), None).await.0, 204);
+    assert_eq!(
+        in_ns(
+            &s,
+            "acme",
+            &root,
+            "POST",
+            "transit/decrypt/pii",
+            Some(json!({ "ciphertext": ct }))
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        s.call("GET", "auth/token/lookup-self", Some(&acme_token), None).await.0,
+        403
+    );
+    let (st, v) = s.call("LIST", "sys/namespaces/tombstones", Some(&root), None).await;
+    assert_eq!(
+        (st, v["data"]["tombstones"][0]["name"].as_str()),
+        (200, Some("acme")),
+        "{v}"
+    );
+
+    // Re-created: new keys; the old ciphertext stays undecryptable.
+    s.call("POST", "sys/namespaces/acme", Some(&root), None).await;
+    let fresh = encrypt(&s, "acme", &root, "pii", b"new life").await;
+    let (st, _) = in_ns(
+        &s,
+        "acme",
+        &root,
+        "POST",
+        "transit/decrypt/pii",
+        Some(json!({ "ciphertext": ct })),
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert_eq!(
+        in_ns(
+            &s,
+            "acme",
+            &root,
+            "POST",
+            "transit/decrypt/pii",
+            Some(json!({ "ciphertext": fresh }))
+        )
+        .await
+        .0,
+        200
+    );
+    s.stop();
+
+    let disk = all_bytes(&data);
+    for (i, b) in blobs.iter().enumerate() {
+        assert!(
+            !contains(&disk, b),
+            "wrapped blob {i} of the shredded tenant is still on disk"
+        );
+    }
+}
