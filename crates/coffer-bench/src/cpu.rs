@@ -19,11 +19,11 @@ fn process_seconds(pid: &str) -> f64 {
     (num(11) + num(12)) / TICKS
 }
 
-/// Machine-wide (busy, steal) seconds summed over CPUs.
-fn machine_seconds() -> (f64, f64) {
+/// Machine-wide (process busy, irq + softirq, steal) seconds summed over CPUs.
+fn machine_seconds() -> (f64, f64, f64) {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let Some(line) = text.lines().next() else {
-        return (0.0, 0.0);
+        return (0.0, 0.0, 0.0);
     };
     let v: Vec<f64> = line
         .split_whitespace()
@@ -32,8 +32,8 @@ fn machine_seconds() -> (f64, f64) {
         .collect();
     let get = |i: usize| v.get(i).copied().unwrap_or(0.0);
     // user nice system idle iowait irq softirq steal
-    let busy = get(0) + get(1) + get(2) + get(5) + get(6);
-    (busy / TICKS, get(7) / TICKS)
+    let busy = get(0) + get(1) + get(2);
+    (busy / TICKS, (get(5) + get(6)) / TICKS, get(7) / TICKS)
 }
 
 pub(crate) struct Snapshot {
@@ -41,6 +41,7 @@ pub(crate) struct Snapshot {
     server: f64,
     me: f64,
     busy: f64,
+    irq: f64,
     steal: f64,
 }
 
@@ -52,17 +53,20 @@ pub(crate) struct Usage {
     pub(crate) load_generator: f64,
     /// Busy CPU time of every other process on the machine.
     pub(crate) other: f64,
+    /// Interrupt and softirq time (loopback TCP runs mostly here).
+    pub(crate) irq: f64,
     pub(crate) steal: f64,
 }
 
 impl Snapshot {
     pub(crate) fn take(server_pid: u32) -> Self {
-        let (busy, steal) = machine_seconds();
+        let (busy, irq, steal) = machine_seconds();
         Snapshot {
             at: Instant::now(),
             server: process_seconds(&server_pid.to_string()),
             me: process_seconds("self"),
             busy,
+            irq,
             steal,
         }
     }
@@ -75,6 +79,7 @@ impl Snapshot {
             server,
             load_generator: me,
             other: (self.busy - earlier.busy - server - me).max(0.0),
+            irq: (self.irq - earlier.irq).max(0.0),
             steal: (self.steal - earlier.steal).max(0.0),
         }
     }

@@ -363,7 +363,7 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
                 requests += m.sent;
                 eprintln!(
                     "   {:<10} {:<20} {:>10.0} req/s {:>12.0} items/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  \
-                     CPU (cores): server {:.2}, load generator {:.2}, other {:.2}, steal {:.2}",
+                     CPU (cores): server {:.2}, load generator {:.2}, other {:.2}, irq {:.2}, steal {:.2}",
                     s.name(),
                     t.label,
                     m.per_second(),
@@ -374,6 +374,7 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
                     used.server / used.wall,
                     used.load_generator / used.wall,
                     used.other / used.wall,
+                    used.irq / used.wall,
                     used.steal / used.wall,
                 );
                 if let Some(e) = &m.first_error {

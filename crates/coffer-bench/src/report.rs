@@ -242,6 +242,9 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
     row("other processes' CPU, cores (max)".into(), Fmt::Ratio, &|r| {
         max_cores(r, |u| u.other)
     });
+    row("irq + softirq (loopback TCP), cores (mean)".into(), Fmt::Ratio, &|r| {
+        cores(r, |u| u.irq)
+    });
     row("hypervisor steal, cores (max)".into(), Fmt::Ratio, &|r| {
         max_cores(r, |u| u.steal)
     });
