@@ -123,6 +123,7 @@ path "sys/capabilities-self" { capabilities = ["update"] }
 impl Policy {
     /// Parses a policy; every error says where and what.
     pub fn parse(name: &str, text: &str) -> Result<Self, Error> {
+        check_shape(text)?;
         let body: hcl::Body = hcl::from_str(text).map_err(|e| Error::Policy(e.to_string()))?;
         let mut rules = Vec::new();
         for structure in body.into_iter() {
@@ -189,6 +190,43 @@ impl Policy {
             rules,
         })
     }
+}
+
+/// Largest policy accepted, bytes.
+pub const MAX_POLICY_BYTES: usize = 64 * 1024;
+/// Deepest bracket nesting accepted; a policy needs 2 (`path {` and `[`).
+const MAX_NESTING: usize = 8;
+
+/// Refuses what no policy needs before the HCL parser sees it: that parser
+/// takes exponential time on deeply nested unclosed brackets.
+fn check_shape(text: &str) -> Result<(), Error> {
+    if text.len() > MAX_POLICY_BYTES {
+        return Err(Error::Policy(format!("policy is larger than {MAX_POLICY_BYTES} bytes")));
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for c in text.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '{' | '[' | '(' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(Error::Policy(format!("brackets nested deeper than {MAX_NESTING}")));
+                }
+            }
+            '}' | ']' | ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn validate_pattern(p: &str) -> Result<(), Error> {
@@ -378,6 +416,18 @@ mod tests {
         ] {
             assert!(Policy::parse("bad", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn deeply_nested_input_is_refused_before_the_hcl_parser() {
+        // Found by fuzzing: the HCL parser takes exponential time on this shape.
+        let hostile = format!("a = {}", "c%{by % ".repeat(40));
+        let started = std::time::Instant::now();
+        assert!(Policy::parse("x", &hostile).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "refused at once");
+        assert!(Policy::parse("x", &"x".repeat(MAX_POLICY_BYTES + 1)).is_err());
+        let braces_in_strings = r#"path "a/{b}/[c]/{{{{{{{{{{" { capabilities = ["read"] }"#;
+        assert!(Policy::parse("x", braces_in_strings).is_ok());
     }
 
     #[test]
