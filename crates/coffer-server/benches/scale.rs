@@ -95,7 +95,19 @@ async fn main() {
         .unwrap_or(10_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(dir.path()).await.expect("store");
-    let core = Arc::new(Core::open(Arc::new(store), Clock::default()).await.expect("core"));
+    // SCALE_CACHE sets both cache sizes (keyrings and tenants); default: the server's.
+    let mut options = coffer_server::CoreOptions::default();
+    if let Some(n) = std::env::var("SCALE_CACHE").ok().and_then(|v| v.parse().ok()) {
+        options.key_cache = n;
+        options.tenant_cache = n;
+    }
+    let (key_cache, tenant_cache) = (options.key_cache, options.tenant_cache);
+    let core = Arc::new(
+        Core::open(Arc::new(store), Clock::default())
+            .await
+            .expect("core")
+            .with_options(options),
+    );
     coffer_server::dev_init(&core, Some("root")).await.expect("init");
 
     // Baseline: one tenant, one version.
@@ -152,6 +164,7 @@ async fn main() {
     let (d50, d99) = decrypt_latency(&core, &deep, 5).await;
     let deep_rss = rss_kib("VmRSS:");
 
+    println!("caches: {key_cache} keyrings, {tenant_cache} tenants\n");
     println!("| case | decrypt p50 (µs) | decrypt p99 (µs) | RSS (MiB) |");
     println!("|---|---|---|---|");
     println!(
