@@ -201,6 +201,8 @@ pub(crate) struct TargetResult {
     pub(crate) cpu: Vec<(Scenario, cpu::Usage, u64)>,
     pub(crate) idle_rss: Option<u64>,
     pub(crate) peak_rss: Option<u64>,
+    /// Remarks for under the table.
+    pub(crate) notes: Vec<String>,
 }
 
 pub(crate) struct RunInfo {
@@ -317,6 +319,7 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
             cpu: Vec::new(),
             idle_rss: None,
             peak_rss: None,
+            notes: Vec::new(),
         });
     }
     // Let start-up work settle before taking the idle figure.
@@ -402,16 +405,33 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
     for (i, t) in targets.iter().enumerate() {
         let mine: Vec<&Mark> = marks.iter().filter(|m| m.target == i).collect();
         match t.kind {
-            Kind::Coffer { audit: false } => {}
-            Kind::Coffer { audit: true } => {
-                // The mark's own `sys/audit/tail` record is the one right after it: skip it.
-                let spans: Vec<(u64, u64)> = mine
-                    .iter()
-                    .map(|m| (m.before.unwrap_or(0) + 1, m.after.unwrap_or(0)))
-                    .collect();
+            Kind::Coffer { audit } => {
+                let spans: Vec<(u64, u64)> = if mine.iter().all(|m| m.before.is_some() && m.after.is_some()) {
+                    // The mark's own `sys/audit/tail` record is the one right after it: skip it.
+                    mine.iter()
+                        .map(|m| (m.before.unwrap_or(0) + 1, m.after.unwrap_or(0)))
+                        .collect()
+                } else {
+                    // No marks (no trail to tail): everything on disk goes to the first scenario.
+                    let mut v = vec![(0, 0); mine.len()];
+                    if let Some(first) = v.first_mut() {
+                        *first = (0, u64::MAX);
+                    }
+                    v
+                };
                 let counted = targets::coffer_audit_spans(&t.dir, &spans).await?;
+                let total: u64 = counted.iter().map(|c| c.0).sum();
+                let requests: u64 = mine.iter().map(|m| m.requests).sum();
                 for (m, (records, bytes)) in mine.iter().zip(counted) {
                     results[i].audit.push((m.scenario, m.requests, Some(records), bytes));
+                }
+                if !audit && total > 0 {
+                    results[i].notes.push(format!(
+                        "**{}: `[audit] enabled = false` was set, yet the server wrote {total} audit records \
+                         for {requests} requests, as with audit on: the flag had no effect in this build, so the \
+                         \"audit on ÷ off\" column does not measure the audit's cost.**",
+                        t.label
+                    ));
                 }
             }
             Kind::OpenBao => {

@@ -20,6 +20,8 @@ enum Fmt {
     Millis,
     MiB,
     Ratio,
+    /// Diagnostics (CPU elsewhere): two decimals, no ratio.
+    Cores,
 }
 
 fn thousands(n: f64) -> String {
@@ -44,13 +46,14 @@ fn show(c: &Cell, f: Fmt) -> String {
             Fmt::Millis if *v < 10.0 => format!("{v:.2}"),
             Fmt::Millis => format!("{v:.1}"),
             Fmt::MiB => format!("{:.1}", v / (1024.0 * 1024.0)),
-            Fmt::Ratio => format!("{v:.2}"),
+            Fmt::Ratio | Fmt::Cores => format!("{v:.2}"),
         },
     }
 }
 
-fn ratio(a: &Cell, b: &Cell) -> String {
+fn ratio(a: &Cell, b: &Cell, f: Fmt) -> String {
     match (a, b) {
+        _ if matches!(f, Fmt::Cores) => "—".into(),
         (Cell::Num(x), Cell::Num(y)) if *y > 0.0 => format!("{:.2}×", x / y),
         _ => "—".into(),
     }
@@ -68,22 +71,28 @@ fn metric(r: &TargetResult, s: Scenario, f: impl Fn(&crate::load::Measured) -> f
     }
 }
 
-fn audit_bytes(r: &TargetResult, s: Scenario) -> Cell {
+/// What to show for an audit figure that was not measured.
+fn no_audit(r: &TargetResult) -> Cell {
     if r.kind == (Kind::Coffer { audit: false }) {
-        return Cell::Text("off".into());
+        Cell::Text("off".into())
+    } else {
+        Cell::None
     }
+}
+
+fn audit_bytes(r: &TargetResult, s: Scenario) -> Cell {
     if let Some(Outcome::Refused(_)) = measured(r, s) {
         return Cell::Text("refused".into());
     }
     match r.audit.iter().find(|a| a.0 == s) {
         Some(&(_, requests, _, bytes)) if requests > 0 => Cell::Num(bytes as f64 / requests as f64),
-        _ => Cell::None,
+        _ => no_audit(r),
     }
 }
 
 fn records_per_request(r: &TargetResult) -> Cell {
-    if r.kind == (Kind::Coffer { audit: false }) {
-        return Cell::Text("off".into());
+    if r.audit.is_empty() {
+        return no_audit(r);
     }
     let (mut req, mut rec, mut known) = (0u64, 0u64, false);
     for &(_, requests, records, _) in &r.audit {
@@ -191,12 +200,12 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
             line.push(show(b, f));
         }
         if let (Some(p), Some(b)) = (&p, &b) {
-            line.push(ratio(p, b));
+            line.push(ratio(p, b, f));
         }
         if both && let (Some(on), Some(off)) = (coffer, coffer_off) {
             let (on, off) = (cell(&results[on]), cell(&results[off]));
             line.push(show(&off, f));
-            line.push(ratio(&on, &off));
+            line.push(ratio(&on, &off, f));
         }
         rows.push(line);
     };
@@ -236,16 +245,16 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
     row("server CPU during runs, cores (mean)".into(), Fmt::Ratio, &|r| {
         cores(r, |u| u.server)
     });
-    row("load generator CPU, cores (mean)".into(), Fmt::Ratio, &|r| {
+    row("load generator CPU, cores (mean)".into(), Fmt::Cores, &|r| {
         cores(r, |u| u.load_generator)
     });
-    row("other processes' CPU, cores (max)".into(), Fmt::Ratio, &|r| {
+    row("other processes' CPU, cores (max)".into(), Fmt::Cores, &|r| {
         max_cores(r, |u| u.other)
     });
-    row("irq + softirq (loopback TCP), cores (mean)".into(), Fmt::Ratio, &|r| {
+    row("irq + softirq (loopback TCP), cores (mean)".into(), Fmt::Cores, &|r| {
         cores(r, |u| u.irq)
     });
-    row("hypervisor steal, cores (max)".into(), Fmt::Ratio, &|r| {
+    row("hypervisor steal, cores (max)".into(), Fmt::Cores, &|r| {
         max_cores(r, |u| u.steal)
     });
     row("idle RSS after init, MiB".into(), Fmt::MiB, &|r| {
@@ -298,6 +307,7 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
     );
     let mut notes = Vec::new();
     for r in results {
+        notes.extend(r.notes.iter().map(|n| format!("- {n}")));
         for (s, o) in &r.outcomes {
             match o {
                 Outcome::Refused(msg) => notes.push(format!("- {} refused `{}`: {msg}", r.label, s.name())),
