@@ -67,13 +67,22 @@ pub struct DevCredentials {
 /// with the audit trail running.
 pub async fn open(config: &Config) -> Result<Arc<Core>, ApiError> {
     let store = SqliteStore::open(&config.storage.path).await?;
-    let audit_store = AuditStore::open(&config.storage.path).await?;
     let clock = Clock::default();
+    let options = config.core_options().map_err(ApiError::BadRequest)?;
+    if !config.audit.enabled {
+        tracing::warn!("AUDIT IS DISABLED: requests are not recorded. Use this only to measure its cost.");
+        return Ok(Arc::new(
+            Core::open(Arc::new(store), clock).await?.with_options(options),
+        ));
+    }
+    let audit_store = AuditStore::open(&config.storage.path).await?;
     let auditor = Auditor::start(audit_store.clone(), &config.audit, clock.clone(), config.node_name())
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Arc::new(
-        Core::open_audited(Arc::new(store), clock, auditor, Some(audit_store)).await?,
+        Core::open_audited(Arc::new(store), clock, auditor, Some(audit_store))
+            .await?
+            .with_options(options),
     ))
 }
 

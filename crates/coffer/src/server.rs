@@ -89,6 +89,10 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     coffer_server::harden_process(config.disable_mlock);
     let tls = tls_for(&config.listener)?;
     let core = coffer_server::open(&config).await.context("opening storage")?;
+    coffer_server::scheduler::spawn(
+        core.clone(),
+        Duration::from_secs(config.rotation.check_interval_secs.max(1)),
+    );
     let listener = TcpListener::bind(config.listener.address)
         .await
         .with_context(|| format!("listening on {}", config.listener.address))?;

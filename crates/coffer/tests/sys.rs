@@ -242,3 +242,36 @@ async fn health_answers_vault_shapes_and_codes() {
     let (st, _) = s.call("GET", "not-v1", Some("root"), None).await;
     assert_eq!(st, 404);
 }
+
+#[tokio::test]
+async fn config_tables_take_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::with_config_extra(
+        &dir.path().join("d"),
+        "[rotation.default_period]\n\"aes256-gcm96\" = \"2160h\"\n[cache]\nkeys = 2\ntenants = 2\n",
+    );
+    let (_, root) = common::init_unseal(&s).await;
+    let (st, v) = s.call("POST", "transit/keys/q", Some(&root), None).await;
+    assert_eq!(
+        (st, v["data"]["auto_rotate_period"].as_u64()),
+        (200, Some(2160 * 3600)),
+        "{v}"
+    );
+    // More keys than the cache holds still work (evicted ones are unwrapped again).
+    for k in ["a", "b", "c", "a", "q"] {
+        let (st, _) = s
+            .call(
+                "POST",
+                &format!("transit/encrypt/{k}"),
+                Some(&root),
+                Some(json!({ "plaintext": b64(b"x") })),
+            )
+            .await;
+        assert_eq!(st, 200);
+    }
+    drop(s);
+    let s = Server::with_config_extra(&dir.path().join("off"), "[audit]\nenabled = false\n");
+    let (_, root) = common::init_unseal(&s).await;
+    let (st, v) = s.call("GET", "sys/audit/verify", Some(&root), None).await;
+    assert_eq!(st, 400, "{v}");
+}
