@@ -79,14 +79,18 @@ impl AuditStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        for r in records {
-            sqlx::query("INSERT INTO audit_records (seq, session, prev, payload) VALUES (?, ?, ?, ?)")
-                .bind(r.seq as i64)
-                .bind(i64::from(r.session))
-                .bind(&r.prev)
-                .bind(&r.payload)
-                .execute(&mut *tx)
-                .await?;
+        // One statement per chunk: each statement is a round trip to SQLite's
+        // worker thread, and per-row round trips cost more than the rows.
+        for chunk in records.chunks(1000) {
+            let mut q =
+                sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO audit_records (seq, session, prev, payload) ");
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.seq as i64)
+                    .push_bind(i64::from(r.session))
+                    .push_bind(&r.prev)
+                    .push_bind(&r.payload);
+            });
+            q.build().execute(&mut *tx).await?;
         }
         if let Some(c) = checkpoint {
             sqlx::query("INSERT INTO audit_checkpoints (seq, head, time, signature) VALUES (?, ?, ?, ?)")
