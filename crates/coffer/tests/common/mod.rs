@@ -177,21 +177,7 @@ impl Server {
 
     /// Initialises with one share and unseals; keeps the root token for [`Server::root`].
     pub async fn init_unseal(&mut self) -> String {
-        let (st, v) = self
-            .call(
-                "PUT",
-                "sys/init",
-                None,
-                Some(serde_json::json!({ "secret_shares": 1, "secret_threshold": 1 })),
-            )
-            .await;
-        assert_eq!(st, 200, "{v}");
-        let key = v["keys_base64"][0].as_str().unwrap().to_owned();
-        let (st, v2) = self
-            .call("PUT", "sys/unseal", None, Some(serde_json::json!({ "key": key })))
-            .await;
-        assert_eq!(st, 200, "{v2}");
-        let root = v["root_token"].as_str().unwrap().to_owned();
+        let (_, root) = init_unseal(self).await;
         self.root_token = Some(root.clone());
         root
     }
