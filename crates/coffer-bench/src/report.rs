@@ -265,11 +265,11 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
     });
 
     let mut out = String::new();
-    let _ = writeln!(out, "Command: `{}`", info.command);
+    let _ = writeln!(out, "- Command: `{}`", info.command);
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let _ = writeln!(
         out,
-        "Machine: {nproc} CPUs (nproc), {}, {}, Linux {}; {}",
+        "- Machine: {nproc} CPUs (nproc), {}, {}, Linux {}; {}",
         cpu_model(),
         mem_total(),
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -281,10 +281,10 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
         .iter()
         .map(|r| format!("{}: {}", r.label, r.version.lines().next().unwrap_or("")))
         .collect();
-    let _ = writeln!(out, "Versions: {}", versions.join("; "));
+    let _ = writeln!(out, "- Versions: {}", versions.join("; "));
     let _ = writeln!(
         out,
-        "Load: {} keep-alive HTTP/1.1 connections, {} load-generator thread(s) on the same machine, {} s warm-up + {} s measured per scenario and target, \
+        "- Load: {} keep-alive HTTP/1.1 connections, {} load-generator thread(s) on the same machine, {} s warm-up + {} s measured per scenario and target, \
          alternating targets per scenario; 32-byte plaintexts, key `bench` (aes256-gcm96), root token.",
         info.connections, info.threads, info.warmup, info.duration
     );

@@ -76,8 +76,8 @@ fn tiny_run_prints_the_table() {
     assert!(header.contains("| Coffer |"), "{header}");
     assert!(header.contains("| Coffer (audit off) |"), "{header}");
     assert!(header.contains("audit on ÷ off"), "{header}");
-    assert!(stdout.contains("Command: `"), "{stdout}");
-    assert!(stdout.contains("Machine: "), "{stdout}");
+    assert!(stdout.contains("- Command: `"), "{stdout}");
+    assert!(stdout.contains("- Machine: "), "{stdout}");
     let off = if with_bao { 3 } else { 1 };
 
     for s in ["encrypt", "decrypt", "batch100", "batch1000"] {
