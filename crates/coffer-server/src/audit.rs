@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use coffer_core::Key256;
 use coffer_core::analytics::{Alert, Analyzer, Event, Rules};
 use coffer_core::audit::{self, Checkpoint, RecordKeyPair, Row, Signer};
-use coffer_store::audit::{AuditCheckpointRow, AuditRecordRow, AuditSessionRow, AuditStore};
+use coffer_store::audit::{AuditAppender, AuditCheckpointRow, AuditRecordRow, AuditSessionRow, AuditStore};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -71,7 +72,7 @@ struct Keys {
 }
 
 pub struct Auditor {
-    tx: Option<mpsc::Sender<Job>>,
+    tx: Option<SyncSender<Job>>,
     deadline: Duration,
     keys: Arc<RwLock<Keys>>,
     analyzer: Mutex<Analyzer>,
@@ -101,17 +102,22 @@ impl Auditor {
     /// Starts the writer over `store`.
     pub async fn start(store: AuditStore, cfg: &AuditConfig, clock: Clock, node: String) -> Result<Self, AuditError> {
         let keys: Arc<RwLock<Keys>> = Arc::default();
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let state = ChainState::resume(&store).await?;
         let writer = Writer {
-            store,
+            appender: store.appender().map_err(|e| AuditError::Unavailable(e.to_string()))?,
             keys: keys.clone(),
             sink: cfg.file.clone().map(FileSink::new),
             clock,
             node: node.clone(),
             state,
         };
-        tokio::spawn(writer.run(rx));
+        // Its own thread: every request waits on this loop's commits, so it
+        // must not queue behind request tasks nor hop threads per statement.
+        std::thread::Builder::new()
+            .name("coffer-audit".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| AuditError::Unavailable(format!("starting the audit writer: {e}")))?;
         let webhook = cfg.webhook_url.clone().map(spawn_webhook);
         Ok(Auditor {
             tx: Some(tx),
@@ -164,7 +170,12 @@ impl Auditor {
             record: bytes,
             ack: Some(ack),
         })
-        .map_err(|_| AuditError::Unavailable("the audit queue is full or stopped".into()))?;
+        .map_err(|e| {
+            AuditError::Unavailable(match e {
+                TrySendError::Full(_) => "the audit queue is full".into(),
+                TrySendError::Disconnected(_) => "the audit writer stopped".into(),
+            })
+        })?;
         match tokio::time::timeout(self.deadline, done).await {
             Ok(Ok(Ok(_))) => Ok(()),
             Ok(Ok(Err(e))) => Err(e),
@@ -289,47 +300,38 @@ pub(crate) fn to_checkpoint(c: &AuditCheckpointRow) -> Checkpoint {
 /// An extra sink: the same rows as JSON lines in a file, fsynced per batch.
 struct FileSink {
     path: PathBuf,
-    file: Arc<Mutex<Option<std::fs::File>>>,
+    file: Option<std::fs::File>,
 }
 
 impl FileSink {
     fn new(path: PathBuf) -> Self {
-        FileSink {
-            path,
-            file: Arc::default(),
-        }
+        FileSink { path, file: None }
     }
 
-    async fn write(&self, lines: String) -> Result<(), String> {
-        let (path, file) = (self.path.clone(), self.file.clone());
-        // Blocking I/O off the runtime; if it never returns, requests still fail at their deadline.
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let mut guard = lock(&file);
-            if guard.is_none() {
-                *guard = Some(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&path)
-                        .map_err(|e| format!("{}: {e}", path.display()))?,
-                );
-            }
-            let f = guard.as_mut().ok_or("sink not open")?;
-            let res = f.write_all(lines.as_bytes()).and_then(|_| f.sync_data());
-            if let Err(e) = res {
-                *guard = None;
-                return Err(format!("{}: {e}", path.display()));
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| e.to_string())?
+    /// Blocks the writer thread; if it never returns, requests still fail at their deadline.
+    fn write(&mut self, lines: &str) -> Result<(), String> {
+        use std::io::Write;
+        let path = &self.path;
+        let f = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?,
+            ),
+        };
+        if let Err(e) = f.write_all(lines.as_bytes()).and_then(|_| f.sync_data()) {
+            self.file = None;
+            return Err(format!("{}: {e}", self.path.display()));
+        }
+        Ok(())
     }
 }
 
 struct Writer {
-    store: AuditStore,
+    appender: AuditAppender,
     keys: Arc<RwLock<Keys>>,
     sink: Option<FileSink>,
     clock: Clock,
@@ -338,8 +340,8 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(first) = rx.recv().await {
+    fn run(mut self, rx: Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
             let mut jobs = vec![first];
             while jobs.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -347,7 +349,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let result = self.write_batch(&jobs).await;
+            let result = self.write_batch(&jobs);
             if let Err(e) = &result {
                 tracing::error!("audit write failed: {e}");
             }
@@ -360,7 +362,7 @@ impl Writer {
         }
     }
 
-    async fn write_batch(&mut self, jobs: &[Job]) -> Result<(), AuditError> {
+    fn write_batch(&mut self, jobs: &[Job]) -> Result<(), AuditError> {
         let (record_public, signer) = {
             let k = read(&self.keys);
             (k.record_public.clone(), k.signer.clone())
@@ -422,9 +424,8 @@ impl Writer {
             }
         });
         if let Err(e) = self
-            .store
+            .appender
             .append(new_session.as_ref().map(|(s, _)| s), &rows, checkpoint.as_ref())
-            .await
         {
             (self.state.next_seq, self.state.head, self.state.next_session) = saved;
             return Err(AuditError::Unavailable(e.to_string()));
@@ -432,7 +433,7 @@ impl Writer {
         if let Some((_, session)) = new_session {
             self.state.session = Some(session);
         }
-        if let Some(sink) = &self.sink {
+        if let Some(sink) = &mut self.sink {
             let mut lines = String::new();
             for r in &rows {
                 lines.push_str(
@@ -448,7 +449,7 @@ impl Writer {
                 );
                 lines.push('\n');
             }
-            sink.write(lines).await.map_err(AuditError::Unavailable)?;
+            sink.write(&lines).map_err(AuditError::Unavailable)?;
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! trail has its own durability and cannot be touched by key operations.
 //! Rows are opaque here; `coffer_core::audit` gives them meaning.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -41,6 +41,7 @@ pub struct AuditCheckpointRow {
 #[derive(Clone)]
 pub struct AuditStore {
     pool: SqlitePool,
+    path: PathBuf,
 }
 
 fn u64_of(v: i64) -> u64 {
@@ -50,59 +51,21 @@ fn u64_of(v: i64) -> u64 {
 impl AuditStore {
     pub async fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        let path = dir.join(AUDIT_DB_FILE);
         let opts = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(dir.join(AUDIT_DB_FILE))
+            .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new().max_connections(2).connect_with(opts).await?;
         sqlx::migrate!("./audit_migrations").run(&pool).await?;
-        Ok(AuditStore { pool })
+        Ok(AuditStore { pool, path })
     }
 
-    /// Appends a batch (and the session it opens, and its checkpoint) in one transaction.
-    pub async fn append(
-        &self,
-        session: Option<&AuditSessionRow>,
-        records: &[AuditRecordRow],
-        checkpoint: Option<&AuditCheckpointRow>,
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(s) = session {
-            sqlx::query("INSERT INTO audit_sessions (id, key_version, public, started, node) VALUES (?, ?, ?, ?, ?)")
-                .bind(i64::from(s.id))
-                .bind(i64::from(s.key_version))
-                .bind(&s.public)
-                .bind(s.started)
-                .bind(&s.node)
-                .execute(&mut *tx)
-                .await?;
-        }
-        // One statement per chunk: each statement is a round trip to SQLite's
-        // worker thread, and per-row round trips cost more than the rows.
-        for chunk in records.chunks(1000) {
-            let mut q =
-                sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO audit_records (seq, session, prev, payload) ");
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.seq as i64)
-                    .push_bind(i64::from(r.session))
-                    .push_bind(&r.prev)
-                    .push_bind(&r.payload);
-            });
-            q.build().execute(&mut *tx).await?;
-        }
-        if let Some(c) = checkpoint {
-            sqlx::query("INSERT INTO audit_checkpoints (seq, head, time, signature) VALUES (?, ?, ?, ?)")
-                .bind(c.seq as i64)
-                .bind(&c.head)
-                .bind(c.time)
-                .bind(&c.signature)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+    /// The one connection that appends: synchronous, for the audit writer's own thread.
+    pub fn appender(&self) -> Result<AuditAppender> {
+        AuditAppender::open(&self.path)
     }
 
     /// Records with `seq > after`, oldest first, at most `limit`.
@@ -177,6 +140,53 @@ impl AuditStore {
     }
 }
 
+/// Appends batches on the calling thread. The audit writer waits on every
+/// commit, so a batch is one call into SQLite, not a hand-off to a worker
+/// thread per statement as the async pool would make it.
+pub struct AuditAppender {
+    conn: rusqlite::Connection,
+}
+
+impl AuditAppender {
+    fn open(path: &Path) -> Result<Self> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // WAL with a sync of the log at every commit: a batch is durable when `append` returns.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(AuditAppender { conn })
+    }
+
+    /// Appends a batch (and the session it opens, and its checkpoint) in one transaction.
+    pub fn append(
+        &mut self,
+        session: Option<&AuditSessionRow>,
+        records: &[AuditRecordRow],
+        checkpoint: Option<&AuditCheckpointRow>,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        if let Some(s) = session {
+            tx.prepare_cached(
+                "INSERT INTO audit_sessions (id, key_version, public, started, node) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(rusqlite::params![s.id, s.key_version, s.public, s.started, s.node])?;
+        }
+        {
+            let mut insert =
+                tx.prepare_cached("INSERT INTO audit_records (seq, session, prev, payload) VALUES (?1, ?2, ?3, ?4)")?;
+            for r in records {
+                insert.execute(rusqlite::params![r.seq as i64, r.session, r.prev, r.payload])?;
+            }
+        }
+        if let Some(c) = checkpoint {
+            tx.prepare_cached("INSERT INTO audit_checkpoints (seq, head, time, signature) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(rusqlite::params![c.seq as i64, c.head, c.time, c.signature])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +195,7 @@ mod tests {
     async fn appends_and_refuses_edits() {
         let dir = tempfile::tempdir().unwrap();
         let a = AuditStore::open(dir.path()).await.unwrap();
+        let mut w = a.appender().unwrap();
         let s = AuditSessionRow {
             id: 1,
             key_version: 1,
@@ -198,12 +209,12 @@ mod tests {
             prev: vec![0; 32],
             payload: vec![9; 40],
         };
-        a.append(Some(&s), std::slice::from_ref(&r), None).await.unwrap();
+        w.append(Some(&s), std::slice::from_ref(&r), None).unwrap();
         assert_eq!(a.last_record().await.unwrap(), Some(r.clone()));
         assert_eq!(a.sessions().await.unwrap(), vec![s]);
         // A failed batch leaves nothing behind.
         let dup = AuditRecordRow { seq: 2, ..r.clone() };
-        assert!(a.append(None, &[dup.clone(), r.clone()], None).await.is_err());
+        assert!(w.append(None, &[dup.clone(), r.clone()], None).is_err());
         assert_eq!(a.records_after(0, 10).await.unwrap().len(), 1);
         assert!(
             sqlx::query("DELETE FROM audit_records").execute(&a.pool).await.is_err(),
