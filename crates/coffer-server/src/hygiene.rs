@@ -114,7 +114,9 @@ fn lock_memory() -> bool {
         );
         return false;
     }
-    match mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE) {
+    // ONFAULT: pages are locked as they are touched, so address space an
+    // allocator only reserves does not become resident.
+    match mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT) {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "memory not locked: mlockall failed");

@@ -62,6 +62,11 @@ fn normalise_args() -> Vec<String> {
         .collect()
 }
 
+// Many small, short-lived allocations per request (JSON, buffers); mimalloc
+// serves them from thread-local pages without glibc's locking and coalescing.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse_from(normalise_args());
     let runtime = match tokio::runtime::Runtime::new() {
