@@ -33,6 +33,101 @@ fn less_safe_key(alg: Algorithm, key: &Key256) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(algorithm, bytes).expect("key length matches the algorithm"))
 }
 
+/// A key prepared for its algorithm: the key schedule is computed once and
+/// reused for every message (aws-lc wipes it when it is freed).
+pub struct Cipher {
+    key: LessSafeKey,
+}
+
+impl Cipher {
+    pub fn new(alg: Algorithm, key: &Key256) -> Self {
+        Cipher {
+            key: less_safe_key(alg, key),
+        }
+    }
+
+    /// Seals with the next nonce from `nonces`: `nonce ‖ ciphertext ‖ tag`.
+    pub fn seal(&self, nonces: &mut Nonces, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        Ok(self.seal_with_nonce(nonces.take()?, aad, plaintext))
+    }
+
+    fn seal_with_nonce(&self, nonce: [u8; NONCE_BYTES], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut out[NONCE_BYTES..],
+            )
+            // Only fails for inputs beyond GCM's 64 GiB limit, which no caller can send.
+            .expect("plaintext within AES-GCM limits");
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Opens `nonce ‖ ciphertext ‖ tag`. Any failure is the one opaque error.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Plaintext, Error> {
+        if sealed.len() < OVERHEAD {
+            return Err(Error::DecryptionFailed);
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_BYTES);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| Error::DecryptionFailed)?;
+        let mut buf = rest.to_vec();
+        match self.key.open_in_place(nonce, Aad::from(aad), &mut buf) {
+            Ok(pt) => {
+                let n = pt.len();
+                buf.truncate(n);
+                Ok(Plaintext::new(buf))
+            }
+            Err(_) => {
+                // The buffer may hold unauthenticated plaintext: wipe it.
+                zeroize::Zeroize::zeroize(&mut buf);
+                Err(Error::DecryptionFailed)
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cipher([redacted])")
+    }
+}
+
+/// Random 96-bit nonces, drawn from the CSPRNG many at a time (one draw per
+/// batch request instead of one per item) and each handed out once.
+pub struct Nonces {
+    buf: Vec<u8>,
+    used: usize,
+    refill: usize,
+}
+
+impl Nonces {
+    /// Room for `n` nonces now; more are drawn if more are taken.
+    pub fn new(n: usize) -> Self {
+        Nonces {
+            buf: Vec::new(),
+            used: 0,
+            refill: n.clamp(1, 4096),
+        }
+    }
+
+    pub fn take(&mut self) -> Result<[u8; NONCE_BYTES], Error> {
+        if self.used == self.buf.len() {
+            self.buf.resize(self.refill * NONCE_BYTES, 0);
+            crate::rand::fill(&mut self.buf)?;
+            self.used = 0;
+        }
+        let mut nonce = [0u8; NONCE_BYTES];
+        nonce.copy_from_slice(&self.buf[self.used..self.used + NONCE_BYTES]);
+        self.used += NONCE_BYTES;
+        Ok(nonce)
+    }
+}
+
 /// Seals `plaintext` under `key` with AES-256-GCM, binding `aad`, with a fresh random nonce.
 pub fn seal(key: &Key256, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Error> {
     seal_with(Algorithm::Aes256Gcm, key, aad, plaintext)
@@ -45,9 +140,7 @@ pub fn open(key: &Key256, aad: &[u8], sealed: &[u8]) -> Result<Plaintext, Error>
 
 /// [`seal`] with a chosen algorithm.
 pub fn seal_with(alg: Algorithm, key: &Key256, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Error> {
-    let mut nonce = [0u8; NONCE_BYTES];
-    crate::rand::fill(&mut nonce)?;
-    Ok(seal_with_nonce(alg, key, nonce, aad, plaintext))
+    Cipher::new(alg, key).seal(&mut Nonces::new(1), aad, plaintext)
 }
 
 /// Seals with a caller-chosen nonce. Only for known-answer tests and for
@@ -59,41 +152,12 @@ pub fn seal_with_nonce(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(plaintext);
-    let tag = less_safe_key(alg, key)
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut out[NONCE_BYTES..],
-        )
-        // Only fails for inputs beyond GCM's 64 GiB limit, which no caller can send.
-        .expect("plaintext within AES-GCM limits");
-    out.extend_from_slice(tag.as_ref());
-    out
+    Cipher::new(alg, key).seal_with_nonce(nonce, aad, plaintext)
 }
 
 /// [`open`] with a chosen algorithm.
 pub fn open_with(alg: Algorithm, key: &Key256, aad: &[u8], sealed: &[u8]) -> Result<Plaintext, Error> {
-    if sealed.len() < OVERHEAD {
-        return Err(Error::DecryptionFailed);
-    }
-    let (nonce, rest) = sealed.split_at(NONCE_BYTES);
-    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| Error::DecryptionFailed)?;
-    let mut buf = rest.to_vec();
-    match less_safe_key(alg, key).open_in_place(nonce, Aad::from(aad), &mut buf) {
-        Ok(pt) => {
-            let n = pt.len();
-            buf.truncate(n);
-            Ok(Plaintext::new(buf))
-        }
-        Err(_) => {
-            // The buffer may hold unauthenticated plaintext: wipe it.
-            zeroize::Zeroize::zeroize(&mut buf);
-            Err(Error::DecryptionFailed)
-        }
-    }
+    Cipher::new(alg, key).open(aad, sealed)
 }
 
 #[cfg(test)]
@@ -103,6 +167,27 @@ mod tests {
 
     fn key(b: u8) -> Key256 {
         Key256::from_bytes([b; 32])
+    }
+
+    #[test]
+    fn nonces_are_distinct_across_refills() {
+        let mut n = Nonces::new(3);
+        let taken: std::collections::HashSet<_> = (0..50).map(|_| n.take().unwrap()).collect();
+        assert_eq!(taken.len(), 50);
+    }
+
+    #[test]
+    fn a_prepared_cipher_matches_the_one_shot_functions() {
+        let k = key(7);
+        let c = Cipher::new(Algorithm::Aes256Gcm, &k);
+        let mut nonces = Nonces::new(2);
+        let a = c.seal(&mut nonces, b"aad", b"same").unwrap();
+        let b = c.seal(&mut nonces, b"aad", b"same").unwrap();
+        assert_ne!(a[..NONCE_BYTES], b[..NONCE_BYTES], "each message gets its own nonce");
+        assert_eq!(open(&k, b"aad", &a).unwrap().as_bytes(), b"same");
+        let nonce: [u8; NONCE_BYTES] = b[..NONCE_BYTES].try_into().unwrap();
+        assert_eq!(seal_with_nonce(Algorithm::Aes256Gcm, &k, nonce, b"aad", b"same"), b);
+        assert!(c.open(b"other", &b).is_err());
     }
 
     #[test]

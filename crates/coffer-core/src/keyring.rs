@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
@@ -161,7 +162,23 @@ pub struct KeyConfig {
 #[derive(Debug, Clone)]
 pub struct Keyring {
     pub config: KeyConfig,
-    versions: BTreeMap<u32, VersionKeys>,
+    versions: BTreeMap<u32, Version>,
+}
+
+/// One version's keys and, once used, its prepared cipher.
+#[derive(Debug, Clone)]
+struct Version {
+    keys: VersionKeys,
+    cipher: OnceLock<Arc<aead::Cipher>>,
+}
+
+impl Version {
+    fn new(keys: VersionKeys) -> Self {
+        Version {
+            keys,
+            cipher: OnceLock::new(),
+        }
+    }
 }
 
 /// A settings change; `None` leaves a field as it is.
@@ -197,13 +214,14 @@ impl Keyring {
         };
         let ring = Keyring {
             config,
-            versions: BTreeMap::from([(1, keys.clone())]),
+            versions: BTreeMap::from([(1, Version::new(keys.clone()))]),
         };
         Ok((ring, keys))
     }
 
     /// Rebuilds a keyring from stored settings and unwrapped versions.
     pub fn from_parts(config: KeyConfig, versions: BTreeMap<u32, VersionKeys>) -> Self {
+        let versions = versions.into_iter().map(|(v, k)| (v, Version::new(k))).collect();
         Keyring { config, versions }
     }
 
@@ -212,7 +230,7 @@ impl Keyring {
     }
 
     pub fn version_keys(&self, version: u32) -> Option<&VersionKeys> {
-        self.versions.get(&version)
+        self.versions.get(&version).map(|v| &v.keys)
     }
 
     /// Adds a new latest version and returns its keys (to be wrapped and stored).
@@ -223,7 +241,7 @@ impl Keyring {
             .checked_add(1)
             .ok_or_else(|| Error::InvalidArgument("key has reached the maximum version".into()))?;
         let keys = VersionKeys::generate()?;
-        self.versions.insert(v, keys.clone());
+        self.versions.insert(v, Version::new(keys.clone()));
         self.config.latest_version = v;
         self.config.version_created.insert(v, now);
         Ok((v, keys))
@@ -268,7 +286,7 @@ impl Keyring {
         Ok(v)
     }
 
-    fn usable_for_decrypt(&self, v: u32) -> Result<&VersionKeys, Error> {
+    fn usable_for_decrypt(&self, v: u32) -> Result<&Version, Error> {
         match self.state(v) {
             None => Err(Error::UnknownVersion(v)),
             Some(VersionState::Destroyed) => Err(Error::VersionNotUsable {
@@ -285,27 +303,43 @@ impl Keyring {
         }
     }
 
+    fn cipher<'a>(&self, version: &'a Version) -> &'a aead::Cipher {
+        version.cipher.get_or_init(|| {
+            Arc::new(aead::Cipher::new(
+                self.config.key_type.algorithm(),
+                &version.keys.encryption,
+            ))
+        })
+    }
+
     pub fn encrypt(&self, plaintext: &[u8], aad: &[u8], version: Option<u32>) -> Result<(String, u32), Error> {
+        self.encrypt_with(&mut aead::Nonces::new(1), plaintext, aad, version)
+    }
+
+    /// [`Keyring::encrypt`] taking its nonce from `nonces` (one draw for a whole batch).
+    pub fn encrypt_with(
+        &self,
+        nonces: &mut aead::Nonces,
+        plaintext: &[u8],
+        aad: &[u8],
+        version: Option<u32>,
+    ) -> Result<(String, u32), Error> {
         let v = self.encryption_version(version)?;
-        let keys = self.usable_for_decrypt(v)?;
-        let blob = aead::seal_with(self.config.key_type.algorithm(), &keys.encryption, aad, plaintext)?;
+        let blob = self.cipher(self.usable_for_decrypt(v)?).seal(nonces, aad, plaintext)?;
         Ok((ciphertext::format(v, &blob), v))
     }
 
     /// Decrypts, returning the plaintext and the version that opened it.
     pub fn decrypt(&self, ct: &str, aad: &[u8]) -> Result<(Plaintext, u32), Error> {
         let Versioned { version, payload } = ciphertext::parse(ct)?;
-        let keys = self.usable_for_decrypt(version)?;
-        Ok((
-            aead::open_with(self.config.key_type.algorithm(), &keys.encryption, aad, &payload)?,
-            version,
-        ))
+        let cipher = self.cipher(self.usable_for_decrypt(version)?);
+        Ok((cipher.open(aad, &payload)?, version))
     }
 
     pub fn hmac(&self, input: &[u8], algorithm: HmacAlgorithm, version: Option<u32>) -> Result<(String, u32), Error> {
         let v = self.encryption_version(version)?;
         let keys = self.usable_for_decrypt(v)?;
-        let tag = hmac::sign(&hmac::Key::new(algorithm.algorithm(), keys.hmac.expose()), input);
+        let tag = hmac::sign(&hmac::Key::new(algorithm.algorithm(), keys.keys.hmac.expose()), input);
         Ok((ciphertext::format(v, tag.as_ref()), v))
     }
 
@@ -313,7 +347,7 @@ impl Keyring {
     pub fn verify_hmac(&self, input: &[u8], mac: &str, algorithm: HmacAlgorithm) -> Result<bool, Error> {
         let Versioned { version, payload } = ciphertext::parse(mac)?;
         let keys = self.usable_for_decrypt(version)?;
-        let key = hmac::Key::new(algorithm.algorithm(), keys.hmac.expose());
+        let key = hmac::Key::new(algorithm.algorithm(), keys.keys.hmac.expose());
         Ok(hmac::verify(&key, input, &payload).is_ok())
     }
 

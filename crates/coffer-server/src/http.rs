@@ -21,7 +21,7 @@ use crate::audit_record::AuditRecord;
 use crate::config::Limits;
 use crate::core::{Core, ROOT_NS, new_uuid};
 use crate::error::{ApiError, ApiResult};
-use crate::hygiene::{Wiped, extend_wiped, wipe_value};
+use crate::hygiene::{Wiped, WipingWriter, extend_wiped, wipe_value};
 use crate::limits::RateLimiter;
 use crate::params::Params;
 use crate::serve::ConnInfo;
@@ -206,27 +206,13 @@ async fn read_body(mut body: Body, headers: &HeaderMap, limit: usize) -> ApiResu
     Ok(buf)
 }
 
-/// Counts bytes, to size a response buffer exactly.
-struct Counter(usize);
-
-impl std::io::Write for Counter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0 += b.len();
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A JSON response whose body (and the value it came from) is wiped once sent.
 fn json_response(status: StatusCode, mut v: Value) -> Response {
-    let mut n = Counter(0);
-    let _ = serde_json::to_writer(&mut n, &v);
-    // Sized up front so serialising never reallocates and leaves a copy behind.
-    let mut buf = Vec::with_capacity(n.0);
-    let _ = serde_json::to_writer(&mut buf, &v);
+    // One pass; a growing buffer wipes what it leaves behind.
+    let mut w = WipingWriter(Zeroizing::new(Vec::with_capacity(1024)));
+    let _ = serde_json::to_writer(&mut w, &v);
     wipe_value(&mut v);
+    let buf = std::mem::take(&mut *w.0);
     let mut resp = Response::new(Body::from(Bytes::from_owner(Wiped(buf))));
     *resp.status_mut() = status;
     resp.headers_mut()

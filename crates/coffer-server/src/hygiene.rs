@@ -44,6 +44,20 @@ pub(crate) fn extend_wiped(buf: &mut zeroize::Zeroizing<Vec<u8>>, data: &[u8]) {
     buf.extend_from_slice(data);
 }
 
+/// A writer into a buffer that is wiped when dropped and when it grows.
+pub(crate) struct WipingWriter(pub(crate) zeroize::Zeroizing<Vec<u8>>);
+
+impl std::io::Write for WipingWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        extend_wiped(&mut self.0, data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What [`harden_process`] managed to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hardening {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use coffer_core::aead::Nonces;
 use coffer_core::keyring::{ConfigChange, HmacAlgorithm, KeyConfig, KeyType, Keyring, VersionKeys};
 use coffer_core::wrap::{self, Label};
 use coffer_core::{Plaintext, rand};
@@ -412,6 +413,11 @@ where
     }
 }
 
+/// How many items a request carries (1 unless it has `batch_input`).
+fn batch_len(p: &Params) -> ApiResult<usize> {
+    Ok(p.array("batch_input")?.map_or(1, Vec::len))
+}
+
 fn aad(p: &Params) -> ApiResult<zeroize::Zeroizing<Vec<u8>>> {
     Ok(p.base64("associated_data")?.unwrap_or_default())
 }
@@ -465,9 +471,10 @@ async fn encrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Pa
             }
         }
     };
+    let mut nonces = Nonces::new(batch_len(p)?);
     batch(p, Some(StatusCode::BAD_REQUEST), |item| {
         let (pt, aad, version) = encrypt_input(item)?;
-        let (ct, v) = ring.encrypt(pt.as_bytes(), &aad, version)?;
+        let (ct, v) = ring.encrypt_with(&mut nonces, pt.as_bytes(), &aad, version)?;
         Ok(json!({ "ciphertext": ct, "key_version": v }))
     })
 }
@@ -508,6 +515,7 @@ async fn rewrap(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Par
     refuse_unsupported(p)?;
     let ring = require(core, u, &key_id(mount, name)).await?;
     let top_version = p.u32("key_version")?;
+    let mut nonces = Nonces::new(batch_len(p)?);
     batch(p, None, |item| {
         let ct = item
             .str("ciphertext")?
@@ -515,7 +523,12 @@ async fn rewrap(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Par
             .ok_or_else(|| ApiError::bad("missing ciphertext to rewrap"))?;
         let aad = aad(item)?;
         let (pt, _) = ring.decrypt(ct, &aad)?;
-        let (ct, v) = ring.encrypt(pt.as_bytes(), &aad, item.u32("key_version")?.or(top_version))?;
+        let (ct, v) = ring.encrypt_with(
+            &mut nonces,
+            pt.as_bytes(),
+            &aad,
+            item.u32("key_version")?.or(top_version),
+        )?;
         Ok(json!({ "ciphertext": ct, "key_version": v }))
     })
 }
