@@ -6,9 +6,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
 use base64::Engine;
@@ -17,7 +17,7 @@ use coffer_core::Key256;
 use coffer_core::analytics::{Alert, Analyzer, Event, Rules};
 use coffer_core::audit::{self, Checkpoint, RecordKeyPair, Row, Signer};
 use coffer_store::audit::{AuditAppender, AuditCheckpointRow, AuditRecordRow, AuditSessionRow, AuditStore};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
@@ -63,6 +63,12 @@ struct Job {
     ack: Option<oneshot::Sender<Result<u64, AuditError>>>,
 }
 
+enum Msg {
+    Record(Job),
+    /// Sign the records not yet under a checkpoint, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
 /// Key material the writer uses; the signer and HMAC key only while unsealed.
 #[derive(Default)]
 struct Keys {
@@ -72,7 +78,7 @@ struct Keys {
 }
 
 pub struct Auditor {
-    tx: Option<SyncSender<Job>>,
+    tx: Option<SyncSender<Msg>>,
     deadline: Duration,
     keys: Arc<RwLock<Keys>>,
     analyzer: Mutex<Analyzer>,
@@ -84,6 +90,10 @@ pub struct Auditor {
 /// Queue depth before new records are refused outright (never waited on).
 const QUEUE: usize = 65_536;
 const MAX_BATCH: usize = 1024;
+/// Checkpoints are signed at most this often under load (an Ed25519
+/// signature per commit would cost more than the commit's records), and a
+/// tail left unsigned is signed once the writer has been idle this long.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(10);
 
 impl Auditor {
     /// An auditor that records nothing (embedded uses and fuzzing only).
@@ -111,6 +121,8 @@ impl Auditor {
             clock,
             node: node.clone(),
             state,
+            last_checkpoint: Instant::now(),
+            unsigned: false,
         };
         // Its own thread: every request waits on this loop's commits, so it
         // must not queue behind request tasks nor hop threads per statement.
@@ -154,22 +166,22 @@ impl Auditor {
     }
 
     /// Queues a record and, if `wait`, returns once it is durable.
-    pub(crate) async fn record(&self, record: &Value, wait: bool) -> Result<(), AuditError> {
+    pub(crate) async fn record<T: Serialize>(&self, record: &T, wait: bool) -> Result<(), AuditError> {
         let Some(tx) = &self.tx else { return Ok(()) };
         let bytes = serde_json::to_vec(record).map_err(|e| AuditError::Unavailable(e.to_string()))?;
         if !wait {
             // Best effort (health checks, alerts): never make a caller wait.
-            let _ = tx.try_send(Job {
+            let _ = tx.try_send(Msg::Record(Job {
                 record: bytes,
                 ack: None,
-            });
+            }));
             return Ok(());
         }
         let (ack, done) = oneshot::channel();
-        tx.try_send(Job {
+        tx.try_send(Msg::Record(Job {
             record: bytes,
             ack: Some(ack),
-        })
+        }))
         .map_err(|e| {
             AuditError::Unavailable(match e {
                 TrySendError::Full(_) => "the audit queue is full".into(),
@@ -181,6 +193,15 @@ impl Auditor {
             Ok(Ok(Err(e))) => Err(e),
             Ok(Err(_)) => Err(AuditError::Unavailable("the audit writer stopped".into())),
             Err(_) => Err(AuditError::Deadline(self.deadline.as_millis() as u64)),
+        }
+    }
+
+    /// Signs a checkpoint over every record written so far (at shutdown).
+    pub(crate) async fn flush(&self) {
+        let Some(tx) = &self.tx else { return };
+        let (done, wait) = oneshot::channel();
+        if tx.try_send(Msg::Flush(done)).is_ok() {
+            let _ = tokio::time::timeout(self.deadline, wait).await;
         }
     }
 
@@ -337,28 +358,91 @@ struct Writer {
     clock: Clock,
     node: String,
     state: ChainState,
+    last_checkpoint: Instant,
+    /// Records were committed after the last checkpoint.
+    unsigned: bool,
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
+    fn run(mut self, rx: Receiver<Msg>) {
+        loop {
+            // With records not yet under a checkpoint, wait only until one is due.
+            let first = if self.unsigned {
+                match rx.recv_timeout(CHECKPOINT_EVERY) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.sign_tail();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(m) => m,
                     Err(_) => break,
                 }
+            };
+            let mut jobs = Vec::new();
+            let mut flushes = Vec::new();
+            let mut next = Some(first);
+            while let Some(m) = next {
+                match m {
+                    Msg::Record(j) => jobs.push(j),
+                    Msg::Flush(done) => flushes.push(done),
+                }
+                next = if jobs.len() < MAX_BATCH {
+                    rx.try_recv().ok()
+                } else {
+                    None
+                };
             }
-            let result = self.write_batch(&jobs);
-            if let Err(e) = &result {
-                tracing::error!("audit write failed: {e}");
-            }
-            let last = self.state.next_seq - 1;
-            for j in jobs {
-                if let Some(ack) = j.ack {
-                    let _ = ack.send(result.clone().map(|_| last));
+            if !jobs.is_empty() {
+                let result = self.write_batch(&jobs);
+                if let Err(e) = &result {
+                    tracing::error!("audit write failed: {e}");
+                }
+                let last = self.state.next_seq - 1;
+                for j in jobs {
+                    if let Some(ack) = j.ack {
+                        let _ = ack.send(result.clone().map(|_| last));
+                    }
                 }
             }
+            if !flushes.is_empty() {
+                self.sign_tail();
+                flushes.into_iter().for_each(|done| {
+                    let _ = done.send(());
+                });
+            }
+        }
+        self.sign_tail();
+    }
+
+    /// Commits a checkpoint over the records written since the last one.
+    fn sign_tail(&mut self) {
+        if !self.unsigned {
+            return;
+        }
+        // While sealed nothing can be signed; the next checkpoint covers these records.
+        self.unsigned = false;
+        let Some(signer) = read(&self.keys).signer.clone() else {
+            return;
+        };
+        let c = self.checkpoint(&signer);
+        if let Err(e) = self.commit(None, &[], Some(&c)) {
+            self.unsigned = true;
+            tracing::error!("audit checkpoint failed: {e}");
+        }
+    }
+
+    fn checkpoint(&mut self, signer: &Signer) -> AuditCheckpointRow {
+        self.last_checkpoint = Instant::now();
+        let c = signer.checkpoint(self.state.next_seq - 1, self.state.head, self.clock.now());
+        AuditCheckpointRow {
+            seq: c.seq,
+            head: c.head.to_vec(),
+            time: c.time,
+            signature: c.signature,
         }
     }
 
@@ -414,35 +498,39 @@ impl Writer {
                 payload: row.payload,
             });
         }
-        let checkpoint = signer.map(|s| {
-            let c = s.checkpoint(self.state.next_seq - 1, self.state.head, self.clock.now());
-            AuditCheckpointRow {
-                seq: c.seq,
-                head: c.head.to_vec(),
-                time: c.time,
-                signature: c.signature,
-            }
-        });
-        if let Err(e) = self
-            .appender
-            .append(new_session.as_ref().map(|(s, _)| s), &rows, checkpoint.as_ref())
-        {
+        let due = new_session.is_some() || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY;
+        let checkpoint = signer.filter(|_| due).map(|s| self.checkpoint(&s));
+        if let Err(e) = self.commit(new_session.as_ref().map(|(s, _)| s), &rows, checkpoint.as_ref()) {
             (self.state.next_seq, self.state.head, self.state.next_session) = saved;
-            return Err(AuditError::Unavailable(e.to_string()));
+            return Err(e);
         }
+        self.unsigned = checkpoint.is_none();
         if let Some((_, session)) = new_session {
             self.state.session = Some(session);
         }
+        Ok(())
+    }
+
+    /// Appends to the store, then to the file sink if there is one.
+    fn commit(
+        &mut self,
+        session: Option<&AuditSessionRow>,
+        rows: &[AuditRecordRow],
+        checkpoint: Option<&AuditCheckpointRow>,
+    ) -> Result<(), AuditError> {
+        self.appender
+            .append(session, rows, checkpoint)
+            .map_err(|e| AuditError::Unavailable(e.to_string()))?;
         if let Some(sink) = &mut self.sink {
             let mut lines = String::new();
-            for r in &rows {
+            for r in rows {
                 lines.push_str(
                     &json!({ "seq": r.seq, "session": r.session, "prev": hex::encode(&r.prev), "payload": STANDARD.encode(&r.payload) })
                         .to_string(),
                 );
                 lines.push('\n');
             }
-            if let Some(c) = &checkpoint {
+            if let Some(c) = checkpoint {
                 lines.push_str(
                     &json!({ "checkpoint": c.seq, "head": hex::encode(&c.head), "time": c.time, "signature": hex::encode(&c.signature) })
                         .to_string(),

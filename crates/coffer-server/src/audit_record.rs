@@ -4,8 +4,11 @@
 
 use std::net::SocketAddr;
 
+use std::collections::BTreeMap;
+
 use axum::http::StatusCode;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Value, json};
 
 use crate::core::Core;
 use crate::error::{ApiError, ApiResult};
@@ -25,8 +28,50 @@ pub(crate) struct AuditRecord {
     action: Option<String>,
     key: Option<String>,
     health: bool,
-    hm: Map<String, Value>,
+    hm: BTreeMap<&'static str, String>,
     batch: usize,
+}
+
+/// One record as written to the trail (typed: built and serialised per request).
+#[derive(Serialize)]
+pub(crate) struct Record<'a> {
+    v: u8,
+    kind: &'static str,
+    t: i64,
+    id: &'a str,
+    node: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    who: Option<&'a str>,
+    ns: &'a str,
+    op: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    src: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    hm: BTreeMap<&'static str, String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    n: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    err: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    st: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ver: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<Vec<Item>>,
+}
+
+/// A batch item's outcome: its key version, or its error.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Item {
+    Failed { e: String },
+    Done { v: u64 },
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn op_name(op: Operation) -> &'static str {
@@ -44,7 +89,7 @@ fn clip(s: &str) -> String {
 
 impl AuditRecord {
     pub(crate) fn begin(core: &Core, req: &Request) -> Self {
-        let mut hm = Map::new();
+        let mut hm = BTreeMap::new();
         for field in SENSITIVE {
             if let Some(h) = req
                 .params
@@ -53,7 +98,7 @@ impl AuditRecord {
                 .flatten()
                 .and_then(|v| core.auditor.hmac(v.as_bytes()))
             {
-                hm.insert(field.to_owned(), json!(h));
+                hm.insert(field, h);
             }
         }
         let (action, key) = match mounts::resolve(core, &req.namespace, &req.path) {
@@ -92,30 +137,26 @@ impl AuditRecord {
         core.is_initialized() && !self.health
     }
 
-    fn base(&self, core: &Core, kind: &str, who: Option<&str>) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("v".into(), json!(1));
-        m.insert("kind".into(), json!(kind));
-        m.insert("t".into(), json!(core.now()));
-        m.insert("id".into(), json!(self.id));
-        m.insert("node".into(), json!(core.auditor.node));
-        if let Some(w) = who {
-            m.insert("who".into(), json!(w));
+    fn base<'a>(&'a self, core: &'a Core, kind: &'static str, who: Option<&'a str>) -> Record<'a> {
+        Record {
+            v: 1,
+            kind,
+            t: core.now(),
+            id: &self.id,
+            node: &core.auditor.node,
+            who,
+            ns: &self.ns,
+            op: self.op,
+            path: &self.path,
+            key: self.key.as_deref(),
+            src: self.source(),
+            hm: self.hm.clone(),
+            n: self.batch,
+            err: None,
+            st: None,
+            ver: None,
+            items: None,
         }
-        m.insert("ns".into(), json!(self.ns));
-        m.insert("op".into(), json!(self.op));
-        m.insert("path".into(), json!(self.path));
-        if let Some(k) = &self.key {
-            m.insert("key".into(), json!(k));
-        }
-        m.insert("src".into(), json!(self.source()));
-        if !self.hm.is_empty() {
-            m.insert("hm".into(), Value::Object(self.hm.clone()));
-        }
-        if self.batch > 0 {
-            m.insert("n".into(), json!(self.batch));
-        }
-        m
     }
 
     /// Before a change: the intent must be durable, or nothing happens.
@@ -123,7 +164,7 @@ impl AuditRecord {
         if !mutating || !core.auditor.enabled() {
             return Ok(());
         }
-        let rec = Value::Object(self.base(core, "request", Some(&caller.token.accessor)));
+        let rec = self.base(core, "request", Some(&caller.token.accessor));
         core.auditor
             .record(&rec, true)
             .await
@@ -131,12 +172,12 @@ impl AuditRecord {
     }
 
     /// The outcome record, and for decrypts each item's success (for analytics).
-    pub(crate) fn finish(
-        &self,
-        core: &Core,
-        result: &ApiResult<Reply>,
-        who: Option<&str>,
-    ) -> (Value, Option<Vec<bool>>) {
+    pub(crate) fn finish<'a>(
+        &'a self,
+        core: &'a Core,
+        result: &'a ApiResult<Reply>,
+        who: Option<&'a str>,
+    ) -> (Record<'a>, Option<Vec<bool>>) {
         let mut m = self.base(core, "response", who);
         let (status, data, auth) = match result {
             Ok(Reply::Data(d)) | Ok(Reply::SysData(d)) => (StatusCode::OK, Some(d), None),
@@ -145,53 +186,44 @@ impl AuditRecord {
             Ok(Reply::NoContent) => (StatusCode::NO_CONTENT, None, None),
             Ok(Reply::Raw(s, _)) => (*s, None, None),
             Err(e) => {
-                m.insert("err".into(), json!(clip(&e.to_string())));
+                m.err = Some(clip(&e.to_string()));
                 (e.status(), None, None)
             }
         };
-        m.insert("st".into(), json!(status.as_u16()));
-        let mut out_hm = Map::new();
+        m.st = Some(status.as_u16());
         if let Some(d) = data {
-            if let Some(v) = d.get("key_version") {
-                m.insert("ver".into(), v.clone());
-            }
+            m.ver = d.get("key_version");
             if let Some(h) = d
                 .get("ciphertext")
                 .and_then(Value::as_str)
                 .and_then(|c| core.auditor.hmac(c.as_bytes()))
             {
-                out_hm.insert("ciphertext_out".into(), json!(h));
+                m.hm.insert("ciphertext_out", h);
             }
         }
         let token = auth.and_then(|a| a.get("client_token")).and_then(Value::as_str);
         if let Some(h) = token.and_then(|t| core.auditor.hmac(t.as_bytes())) {
-            out_hm.insert("token_out".into(), json!(h));
+            m.hm.insert("token_out", h);
         }
-        if !out_hm.is_empty() {
-            let hm = m.entry("hm").or_insert_with(|| json!({}));
-            if let Value::Object(h) = hm {
-                h.extend(out_hm);
-            }
-        }
-        let items: Option<Vec<Value>> = data
+        m.items = data
             .and_then(|d| d.get("batch_results"))
             .and_then(Value::as_array)
             .map(|rs| {
                 rs.iter()
                     .map(|r| match r.get("error").and_then(Value::as_str) {
-                        Some(e) => json!({ "e": clip(e) }),
-                        None => json!({ "v": r.get("key_version").cloned().unwrap_or(json!(1)) }),
+                        Some(e) => Item::Failed { e: clip(e) },
+                        // Decrypt results carry no version.
+                        None => Item::Done {
+                            v: r.get("key_version").and_then(Value::as_u64).unwrap_or(1),
+                        },
                     })
                     .collect()
             });
-        let decrypts = (self.action.as_deref() == Some("decrypt")).then(|| match &items {
-            Some(items) => items.iter().map(|i| i.get("e").is_none()).collect(),
+        let decrypts = (self.action.as_deref() == Some("decrypt")).then(|| match &m.items {
+            Some(items) => items.iter().map(|i| matches!(i, Item::Done { .. })).collect(),
             None => vec![status.is_success()],
         });
-        if let Some(items) = items {
-            m.insert("items".into(), Value::Array(items));
-        }
-        (Value::Object(m), decrypts)
+        (m, decrypts)
     }
 }
 

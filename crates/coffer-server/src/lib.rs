@@ -152,5 +152,8 @@ pub async fn serve(
     tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve::run(app(core, limits), listener, tls, shutdown).await
+    serve::run(app(core.clone(), limits), listener, tls, shutdown).await?;
+    // The last records get their checkpoint before the process exits.
+    core.auditor.flush().await;
+    Ok(())
 }

@@ -192,6 +192,42 @@ async fn a_crash_under_load_keeps_every_acknowledged_record() {
     );
 }
 
+/// Under load checkpoints are paced, so the newest records may wait for
+/// one; an idle writer signs them, so even a kill -9 then leaves none unsigned.
+#[tokio::test]
+async fn an_idle_writer_signs_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::with_config(&data);
+    let (_, root) = init_unseal(&s).await;
+    let client = reqwest::Client::new();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let (client, addr, root) = (client.clone(), s.addr.clone(), root.clone());
+        calls.spawn(async move {
+            let body = json!({ "plaintext": b64(format!("m{i}").as_bytes()) });
+            let r = client
+                .post(format!("{addr}/v1/transit/encrypt/k"))
+                .header("X-Vault-Token", &root)
+                .json(&body)
+                .send()
+                .await;
+            r.map(|r| r.status().as_u16()).unwrap_or(0)
+        });
+    }
+    let statuses = calls.join_all().await;
+    assert!(statuses.iter().all(|st| *st == 200), "{statuses:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Command::new("kill")
+        .args(["-9", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    drop(s);
+    let (code, out) = verify(&data);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.ends_with(", 0 records after the last checkpoint\n"), "{out}");
+}
+
 #[tokio::test]
 async fn a_failing_or_stuck_sink_fails_requests_within_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
