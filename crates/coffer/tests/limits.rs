@@ -158,6 +158,11 @@ async fn server_disables_core_dumps_and_locks_memory_when_permitted() {
     if can_lock_memory() {
         assert!(kb > 0, "memory not locked although permitted: {locked}");
     }
+    // Locking must not make the allocator's reserved address space resident
+    // (without MCL_ONFAULT an idle server held over 1 GiB).
+    let rss = proc_field(s.pid(), "status", "VmRSS:");
+    let rss_kb: u64 = rss.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(rss_kb < 128 * 1024, "idle server resident memory: {rss}");
     // With disable_mlock nothing is locked; core dumps stay off.
     let cfg = dir.path().join("off.toml");
     std::fs::write(
