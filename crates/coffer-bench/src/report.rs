@@ -228,14 +228,19 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
             metric(r, s, |m| m.errors as f64)
         });
         row(format!("{n}: audit bytes/request"), Fmt::Count, &|r| audit_bytes(r, s));
-        row(
-            format!("{n}: server CPU µs/request"),
-            Fmt::Count,
-            &|r| match r.cpu.iter().find(|c| c.0 == s) {
-                Some((_, u, sent)) if *sent > 0 => Cell::Num(u.server * 1e6 / *sent as f64),
-                _ => cell_for_missing(r, s),
-            },
-        );
+        row(format!("{n}: server CPU µs/request"), Fmt::Count, &|r| {
+            // All rounds of the scenario together.
+            let (server, sent) = r
+                .cpu
+                .iter()
+                .filter(|c| c.0 == s)
+                .fold((0.0, 0u64), |(u, n), c| (u + c.1.server, n + c.2));
+            if sent > 0 {
+                Cell::Num(server * 1e6 / sent as f64)
+            } else {
+                cell_for_missing(r, s)
+            }
+        });
     }
     row(
         "audit records (log lines)/request".into(),
@@ -285,8 +290,19 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
     let _ = writeln!(
         out,
         "- Load: {} keep-alive HTTP/1.1 connections, {} load-generator thread(s) on the same machine, {} s warm-up + {} s measured per scenario and target, \
-         alternating targets per scenario; 32-byte plaintexts, key `bench` (aes256-gcm96), root token.",
-        info.connections, info.threads, info.warmup, info.duration
+         alternating targets per scenario{}; 32-byte plaintexts, key `bench` (aes256-gcm96), root token.",
+        info.connections,
+        info.threads,
+        info.warmup,
+        info.duration,
+        if info.rounds > 1 {
+            format!(
+                ", {} rounds; each target's median round is shown (CPU and audit figures cover all rounds)",
+                info.rounds
+            )
+        } else {
+            String::new()
+        }
     );
     out.push('\n');
     let _ = writeln!(out, "| {} |", head.join(" | "));

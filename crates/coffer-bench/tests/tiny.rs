@@ -56,7 +56,7 @@ fn tiny_run_prints_the_table() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer-bench"));
     cmd.arg("--coffer-bin")
         .arg(&coffer)
-        .args(["--audit", "both", "--duration", "0.5", "--warmup", "0"])
+        .args(["--audit", "both", "--duration", "0.5", "--warmup", "0", "--rounds", "2"])
         .args(["--connections", "2", "--threads", "1", "--out"])
         .arg(out.path());
     if !with_bao {
@@ -78,6 +78,19 @@ fn tiny_run_prints_the_table() {
     assert!(header.contains("audit on ÷ off"), "{header}");
     assert!(stdout.contains("- Command: `"), "{stdout}");
     assert!(stdout.contains("- Machine: "), "{stdout}");
+    assert!(
+        stdout.contains(", 2 rounds; each target's median round is shown"),
+        "{stdout}"
+    );
+    // Both rounds ran, for every target and scenario.
+    assert_eq!(
+        stderr.matches("(round 2/2)").count(),
+        stderr.matches("(round 1/2)").count()
+    );
+    assert!(
+        stderr.contains("encrypt    Coffer ") && stderr.contains("(round 2/2)"),
+        "{stderr}"
+    );
     let off = if with_bao { 3 } else { 1 };
 
     for s in ["encrypt", "decrypt", "batch100", "batch1000"] {
