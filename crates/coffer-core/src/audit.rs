@@ -181,8 +181,15 @@ fn record_aad(seq: u64, session: u32) -> Vec<u8> {
     a
 }
 
-pub fn seal_record(key: &Key256, seq: u64, session: u32, record: &[u8]) -> Result<Vec<u8>, Error> {
-    aead::seal(key, &record_aad(seq, session), record)
+/// Seals a record under its session's key (prepared once per batch, as are the nonces).
+pub fn seal_record(
+    cipher: &aead::Cipher,
+    nonces: &mut aead::Nonces,
+    seq: u64,
+    session: u32,
+    record: &[u8],
+) -> Result<Vec<u8>, Error> {
+    cipher.seal(nonces, &record_aad(seq, session), record)
 }
 
 pub fn open_record(key: &Key256, row: &Row) -> Result<Plaintext, Error> {
@@ -411,7 +418,8 @@ mod tests {
         let (pair, private) = RecordKeyPair::generate().unwrap();
         let public = pair.public_key().unwrap();
         let (session_public, writer_key) = start_session(&public).unwrap();
-        let payload = seal_record(&writer_key, 7, 2, b"{\"op\":\"decrypt\"}").unwrap();
+        let cipher = aead::Cipher::new(aead::Algorithm::Aes256Gcm, &writer_key);
+        let payload = seal_record(&cipher, &mut aead::Nonces::new(1), 7, 2, b"{\"op\":\"decrypt\"}").unwrap();
         let row = Row {
             seq: 7,
             session: 2,

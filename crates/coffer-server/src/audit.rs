@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use coffer_core::Key256;
 use coffer_core::analytics::{Alert, Analyzer, Event, Rules};
 use coffer_core::audit::{self, Checkpoint, RecordKeyPair, Row, Signer};
+use coffer_core::{Key256, aead};
 use coffer_store::audit::{AuditAppender, AuditCheckpointRow, AuditRecordRow, AuditSessionRow, AuditStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -478,10 +478,12 @@ impl Writer {
             (Some((_, (id, _, key))), _) | (None, Some((id, _, key))) => (*id, key),
             (None, None) => return Err(AuditError::Unavailable("no audit session".into())),
         };
+        let cipher = aead::Cipher::new(aead::Algorithm::Aes256Gcm, session_key);
+        let mut nonces = aead::Nonces::new(jobs.len());
         let mut rows = Vec::with_capacity(jobs.len());
         for j in jobs {
             let seq = self.state.next_seq;
-            let payload = audit::seal_record(session_key, seq, session_id, &j.record)
+            let payload = audit::seal_record(&cipher, &mut nonces, seq, session_id, &j.record)
                 .map_err(|e| AuditError::Unavailable(e.to_string()))?;
             let row = Row {
                 seq,
