@@ -94,12 +94,19 @@ impl Analyzer {
     }
 
     pub fn observe(&mut self, e: &Event<'_>) -> Vec<Alert> {
-        if !self.identities.contains_key(e.identity) && self.identities.len() >= self.rules.max_identities {
-            self.forget_oldest();
+        // Look up by &str first: a known identity (the usual case, once per
+        // decrypted item) costs no allocation.
+        if !self.identities.contains_key(e.identity) {
+            if self.identities.len() >= self.rules.max_identities {
+                self.forget_oldest();
+            }
+            self.identities.insert(e.identity.to_owned(), Identity::default());
         }
         let r = &self.rules;
         let window = e.time.div_euclid(r.window_secs.max(1));
-        let id = self.identities.entry(e.identity.to_owned()).or_default();
+        let Some(id) = self.identities.get_mut(e.identity) else {
+            return Vec::new();
+        };
         let mut alerts = Vec::new();
         let mut alert = |rule: &str, detail: String| {
             alerts.push(Alert {
