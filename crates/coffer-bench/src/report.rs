@@ -90,6 +90,14 @@ fn audit_bytes(r: &TargetResult, s: Scenario) -> Cell {
     }
 }
 
+/// Coffer's audit commits during a scenario's load (all rounds), from `sys/metrics`.
+fn commits(r: &TargetResult, s: Scenario, f: impl Fn(&crate::targets::Commits) -> f64) -> Cell {
+    match r.commits.iter().find(|c| c.0 == s) {
+        Some((_, c)) if c.commits > 0.0 => Cell::Num(f(c)),
+        _ => no_audit(r),
+    }
+}
+
 fn records_per_request(r: &TargetResult) -> Cell {
     if r.audit.is_empty() {
         return no_audit(r);
@@ -228,6 +236,12 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
             metric(r, s, |m| m.errors as f64)
         });
         row(format!("{n}: audit bytes/request"), Fmt::Count, &|r| audit_bytes(r, s));
+        row(format!("{n}: audit commit ms (mean)"), Fmt::Cores, &|r| {
+            commits(r, s, |c| c.seconds * 1e3 / c.commits)
+        });
+        row(format!("{n}: audit records per commit"), Fmt::Cores, &|r| {
+            commits(r, s, |c| c.records / c.batches.max(1.0))
+        });
         row(format!("{n}: server CPU µs/request"), Fmt::Count, &|r| {
             // All rounds of the scenario together.
             let (server, sent) = r

@@ -323,6 +323,22 @@ audit "file" "bench" {{
         }
     }
 
+    /// Coffer's audit commit counters from `sys/metrics` (None for OpenBao,
+    /// or with audit off: no commits to count).
+    pub(crate) async fn commit_stats(&self) -> anyhow::Result<Option<Commits>> {
+        if self.kind != (Kind::Coffer { audit: true }) {
+            return Ok(None);
+        }
+        let (status, v) = call(self.addr, Method::GET, "/v1/sys/metrics", Some(&self.token), None).await?;
+        let Value::String(text) = v else {
+            bail!("sys/metrics: status {status}: not Prometheus text: {v}");
+        };
+        if !(200..300).contains(&status) {
+            bail!("sys/metrics: status {status}: {text}");
+        }
+        Ok(Some(Commits::parse(&text)?))
+    }
+
     /// SIGTERM, then SIGKILL after 15 s.
     pub(crate) fn stop(&mut self) {
         if self.child.try_wait().ok().flatten().is_some() {
@@ -410,4 +426,72 @@ pub(crate) fn count_lines(path: &Path, spans: &[(u64, u64)]) -> anyhow::Result<V
         pos += n as u64;
     }
     Ok(out)
+}
+
+/// Running totals of Coffer's audit commits, as `sys/metrics` reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Commits {
+    pub(crate) commits: f64,
+    pub(crate) seconds: f64,
+    /// Commits that carried records (the others only sign a checkpoint).
+    pub(crate) batches: f64,
+    pub(crate) records: f64,
+}
+
+impl Commits {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let get = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+                .ok_or_else(|| anyhow!("sys/metrics has no {name}"))
+        };
+        Ok(Commits {
+            commits: get("coffer_audit_commit_duration_seconds_count")?,
+            seconds: get("coffer_audit_commit_duration_seconds_sum")?,
+            batches: get("coffer_audit_batch_records_count")?,
+            records: get("coffer_audit_batch_records_sum")?,
+        })
+    }
+
+    pub(crate) fn since(&self, before: &Commits) -> Commits {
+        Commits {
+            commits: self.commits - before.commits,
+            seconds: self.seconds - before.seconds,
+            batches: self.batches - before.batches,
+            records: self.records - before.records,
+        }
+    }
+
+    pub(crate) fn add(&mut self, other: &Commits) {
+        self.commits += other.commits;
+        self.seconds += other.seconds;
+        self.batches += other.batches;
+        self.records += other.records;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_commit_totals_from_prometheus_text() {
+        let text = "# TYPE coffer_audit_commit_duration_seconds histogram\n\
+                    coffer_audit_commit_duration_seconds_bucket{le=\"0.001\"} 3\n\
+                    coffer_audit_commit_duration_seconds_sum 0.0042\n\
+                    coffer_audit_commit_duration_seconds_count 7\n\
+                    coffer_audit_batch_records_sum 40\n\
+                    coffer_audit_batch_records_count 6\n";
+        let c = Commits::parse(text).unwrap();
+        assert_eq!(
+            c,
+            Commits {
+                commits: 7.0,
+                seconds: 0.0042,
+                batches: 6.0,
+                records: 40.0
+            }
+        );
+        assert!(Commits::parse("coffer_audit_batch_records_sum 1\n").is_err());
+    }
 }

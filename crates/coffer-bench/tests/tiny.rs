@@ -108,6 +108,14 @@ fn tiny_run_prints_the_table() {
             audit[off] == "off" || audit[off].replace(',', "").parse::<f64>().is_ok(),
             "{audit:?}"
         );
+        // From Coffer's sys/metrics: commits happened, each with at least one record.
+        assert!(
+            number(row(&stdout, &format!("{s}: audit commit ms (mean)"))[0]) > 0.0,
+            "{stdout}"
+        );
+        let per_commit = number(row(&stdout, &format!("{s}: audit records per commit"))[0]);
+        assert!(per_commit >= 1.0, "{s}: {per_commit} records per commit");
+        assert_eq!(row(&stdout, &format!("{s}: audit records per commit"))[off], "off");
         if with_bao && s != "batch1000" {
             assert!(number(rps[1]) > 0.0, "OpenBao {s}: {rps:?}");
         }

@@ -399,6 +399,7 @@ impl Writer {
             if !jobs.is_empty() {
                 let result = self.write_batch(&jobs);
                 if let Err(e) = &result {
+                    crate::telemetry::get().audit_failures.increment(1);
                     tracing::error!("audit write failed: {e}");
                 }
                 let last = self.state.next_seq - 1;
@@ -520,9 +521,15 @@ impl Writer {
         rows: &[AuditRecordRow],
         checkpoint: Option<&AuditCheckpointRow>,
     ) -> Result<(), AuditError> {
-        self.appender
-            .append(session, rows, checkpoint)
-            .map_err(|e| AuditError::Unavailable(e.to_string()))?;
+        let m = crate::telemetry::get();
+        let started = Instant::now();
+        let appended = self.appender.append(session, rows, checkpoint);
+        m.audit_commit_seconds.record(started.elapsed());
+        appended.map_err(|e| AuditError::Unavailable(e.to_string()))?;
+        if !rows.is_empty() {
+            m.audit_batch_records.record(rows.len() as f64);
+            m.audit_records.increment(rows.len() as u64);
+        }
         if let Some(sink) = &mut self.sink {
             let mut lines = String::new();
             for r in rows {

@@ -185,6 +185,7 @@ impl AuditRecord {
             Ok(Reply::Auth(a)) => (StatusCode::OK, None, Some(a)),
             Ok(Reply::NoContent) => (StatusCode::NO_CONTENT, None, None),
             Ok(Reply::Raw(s, _)) => (*s, None, None),
+            Ok(Reply::Text(_)) => (StatusCode::OK, None, None),
             Err(e) => {
                 m.err = Some(clip(&e.to_string()));
                 (e.status(), None, None)

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -84,6 +85,8 @@ pub(crate) enum Reply {
     Raw(StatusCode, Value),
     /// The envelope's `data` with a status other than 200 (partial batch failures).
     DataWithStatus(StatusCode, Value),
+    /// 200 with a Prometheus text exposition.
+    Text(String),
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -91,6 +94,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn entry(State(app): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    let started = Instant::now();
     let conn = req.extensions().get::<ConnInfo>().cloned();
     let tls = conn.as_ref().is_some_and(|c| c.tls);
     let request_id = new_uuid();
@@ -117,6 +121,7 @@ async fn entry(State(app): State<Arc<AppState>>, req: axum::extract::Request) ->
         }
     };
     security_headers(resp.headers_mut(), tls);
+    crate::telemetry::get().request(resp.status().as_u16(), started.elapsed());
     resp
 }
 
@@ -252,6 +257,14 @@ fn frame(reply: Reply, request_id: &str) -> Response {
             r
         }
         Reply::Raw(s, v) => json_response(s, v),
+        Reply::Text(t) => {
+            let mut r = Response::new(Body::from(t));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
     }
 }
 

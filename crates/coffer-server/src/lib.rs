@@ -29,6 +29,7 @@ mod policies;
 pub mod scheduler;
 mod serve;
 mod sys;
+mod telemetry;
 mod tls;
 mod tokens;
 mod transit;

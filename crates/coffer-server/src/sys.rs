@@ -140,6 +140,22 @@ async fn unseal(core: &Core, req: &Request) -> ApiResult<Reply> {
     Ok(Reply::Raw(StatusCode::OK, seal_status_json(&core.seal_status())))
 }
 
+/// Prometheus text (Vault's `sys/metrics?format=prometheus`; the only format served).
+fn metrics(req: &Request) -> ApiResult<Reply> {
+    match req.query.get("format").map(String::as_str) {
+        None | Some("prometheus") => {}
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "unsupported metrics format {other:?}: only \"prometheus\""
+            )));
+        }
+    }
+    crate::telemetry::get()
+        .render()
+        .map(Reply::Text)
+        .ok_or_else(|| ApiError::Internal("metrics are not available in this process".into()))
+}
+
 /// Authenticated `sys/` paths; `rest` follows `sys/`.
 pub(crate) async fn handle(core: &Core, u: &Unsealed, caller: &Caller, rest: &str, req: Request) -> ApiResult<Reply> {
     let tenant_path = rest == "mounts"
@@ -163,6 +179,7 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, caller: &Caller, rest: &st
             let r = rest["audit".len()..].to_owned();
             crate::audit_api::handle(core, u, &r, req).await
         }
+        "metrics" if req.op == Operation::Read => metrics(&req),
         "seal" if req.op == Operation::Write => {
             core.seal();
             tracing::warn!("sealed by request {}", req.request_id);

@@ -275,3 +275,103 @@ async fn config_tables_take_effect() {
     let (st, v) = s.call("GET", "sys/audit/verify", Some(&root), None).await;
     assert_eq!(st, 400, "{v}");
 }
+
+/// `sys/metrics`: Prometheus text for a token allowed to read it, counting
+/// the audit commits every answered request waited on.
+#[tokio::test]
+async fn metrics_count_requests_and_audit_commits() {
+    let s = Server::dev();
+    let scrape = |token: &str, query: &str| {
+        let url = format!("{}/v1/sys/metrics{query}", s.addr);
+        let token = token.to_owned();
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .header("X-Vault-Token", token)
+                .send()
+                .await
+                .unwrap();
+            let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+            (r.status().as_u16(), ct, r.text().await.unwrap())
+        }
+    };
+    let value = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    let (st, _, before) = scrape("root", "?format=prometheus").await;
+    assert_eq!(st, 200, "{before}");
+    s.root("POST", "transit/keys/m", None).await;
+    for _ in 0..20 {
+        let (st, v) = s
+            .root("POST", "transit/encrypt/m", Some(json!({ "plaintext": b64(b"x") })))
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let (st, ct, after) = scrape("root", "").await;
+    assert_eq!(st, 200, "{after}");
+    assert_eq!(ct.as_deref(), Some("text/plain; version=0.0.4; charset=utf-8"));
+    // 21 answered requests and at least as many records (the scrape itself is audited too).
+    let ok = r#"coffer_requests_total{class="2xx"}"#;
+    assert!(value(&after, ok) - value(&before, ok) >= 21.0, "{after}");
+    let records = value(&after, "coffer_audit_records_total") - value(&before, "coffer_audit_records_total");
+    assert!(records >= 21.0, "{records}");
+    let commits = value(&after, "coffer_audit_commit_duration_seconds_count")
+        - value(&before, "coffer_audit_commit_duration_seconds_count");
+    assert!(
+        commits >= 1.0 && commits <= records + 1.0,
+        "{commits} commits, {records} records"
+    );
+    assert!(value(&after, "coffer_audit_commit_duration_seconds_sum") > 0.0);
+    assert_eq!(value(&after, "coffer_audit_failures_total"), 0.0);
+    assert!(
+        after.contains(r#"coffer_request_duration_seconds_bucket{le="+Inf"}"#),
+        "{after}"
+    );
+
+    // Other formats are refused; a token needs `read` on sys/metrics; tenants have none.
+    let (st, _, body) = scrape("root", "?format=json").await;
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("unsupported metrics format"), "{body}");
+    assert_eq!(scrape("not-a-token", "").await.0, 403);
+    let (st, v) = s
+        .root(
+            "PUT",
+            "sys/policies/acl/enc",
+            Some(json!({ "policy": r#"path "transit/encrypt/*" { capabilities = ["update"] }"# })),
+        )
+        .await;
+    assert_eq!(st, 204, "{v}");
+    let (_, v) = s
+        .root("POST", "auth/token/create", Some(json!({ "policies": ["enc"] })))
+        .await;
+    let app = v["auth"]["client_token"].as_str().unwrap().to_owned();
+    assert_eq!(scrape(&app, "").await.0, 403);
+    let (st, v) = s
+        .root(
+            "POST",
+            "sys/policies/acl/ops",
+            Some(json!({ "policy": r#"path "sys/metrics" { capabilities = ["read"] }"# })),
+        )
+        .await;
+    assert_eq!(st, 204, "{v}");
+    let (_, v) = s
+        .root("POST", "auth/token/create", Some(json!({ "policies": ["ops"] })))
+        .await;
+    let ops = v["auth"]["client_token"].as_str().unwrap().to_owned();
+    assert_eq!(scrape(&ops, "").await.0, 200);
+    let (st, v) = s.root("POST", "sys/namespaces/acme", None).await;
+    assert!(st == 200 || st == 204, "{v}");
+    let (st, v) = s
+        .raw(
+            "GET",
+            "sys/metrics",
+            Some("root"),
+            None,
+            &[("X-Vault-Namespace", "acme")],
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(errors(&v).contains("only available in the root namespace"), "{v}");
+}
