@@ -34,23 +34,38 @@ impl Drop for Wiped {
 
 /// Appends to a zeroizing buffer; when it must grow, the old allocation is
 /// wiped rather than left behind by a reallocation.
+#[inline]
 pub(crate) fn extend_wiped(buf: &mut zeroize::Zeroizing<Vec<u8>>, data: &[u8]) {
-    let need = buf.len() + data.len();
-    if need > buf.capacity() {
-        let mut bigger = zeroize::Zeroizing::new(Vec::with_capacity(need.max(buf.capacity() * 2)));
-        bigger.extend_from_slice(buf);
-        *buf = bigger;
+    // Serialisers write many small pieces: the common case stays inline.
+    if buf.capacity() - buf.len() < data.len() {
+        grow_wiped(buf, data.len());
     }
     buf.extend_from_slice(data);
+}
+
+#[cold]
+#[inline(never)]
+fn grow_wiped(buf: &mut zeroize::Zeroizing<Vec<u8>>, more: usize) {
+    let need = buf.len() + more;
+    let mut bigger = zeroize::Zeroizing::new(Vec::with_capacity(need.max(buf.capacity() * 2)));
+    bigger.extend_from_slice(buf);
+    *buf = bigger;
 }
 
 /// A writer into a buffer that is wiped when dropped and when it grows.
 pub(crate) struct WipingWriter(pub(crate) zeroize::Zeroizing<Vec<u8>>);
 
 impl std::io::Write for WipingWriter {
+    #[inline]
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         extend_wiped(&mut self.0, data);
         Ok(data.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        extend_wiped(&mut self.0, data);
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -34,10 +34,26 @@ impl Params {
         }
     }
 
-    pub(crate) fn from_value(v: &Value) -> ApiResult<Self> {
+    /// A batch item as parameters of its own, moved out of the request.
+    pub(crate) fn from_object(v: Value) -> ApiResult<Self> {
         match v {
-            Value::Object(m) => Ok(Params(m.clone())),
-            _ => Err(ApiError::bad("each batch_input item must be a JSON object")),
+            Value::Object(m) => Ok(Params(m)),
+            mut other => {
+                crate::hygiene::wipe_value(&mut other);
+                Err(ApiError::bad("each batch_input item must be a JSON object"))
+            }
+        }
+    }
+
+    /// Moves a list out (empty if absent or not a list; check with [`Params::array`] first).
+    pub(crate) fn take_array(&mut self, k: &str) -> Vec<Value> {
+        match self.0.remove(k) {
+            Some(Value::Array(a)) => a,
+            Some(mut other) => {
+                crate::hygiene::wipe_value(&mut other);
+                Vec::new()
+            }
+            None => Vec::new(),
         }
     }
 

@@ -196,7 +196,13 @@ fn key_data(ring: &Keyring) -> Value {
     })
 }
 
-pub(crate) async fn handle(core: &Core, u: &Unsealed, mount: &MountRow, rest: &str, req: Request) -> ApiResult<Reply> {
+pub(crate) async fn handle(
+    core: &Core,
+    u: &Unsealed,
+    mount: &MountRow,
+    rest: &str,
+    mut req: Request,
+) -> ApiResult<Reply> {
     use Operation::*;
     let parts: Vec<&str> = rest.split('/').collect();
     match (parts.as_slice(), req.op) {
@@ -237,14 +243,14 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, mount: &MountRow, rest: &s
             };
             Ok(Reply::Data(key_data(&ring)))
         }
-        (["encrypt", name], Write) => encrypt(core, u, mount, name, &req.params).await,
-        (["decrypt", name], Write) => decrypt(core, u, mount, name, &req.params).await,
-        (["rewrap", name], Write) => rewrap(core, u, mount, name, &req.params).await,
+        (["encrypt", name], Write) => encrypt(core, u, mount, name, &mut req.params).await,
+        (["decrypt", name], Write) => decrypt(core, u, mount, name, &mut req.params).await,
+        (["rewrap", name], Write) => rewrap(core, u, mount, name, &mut req.params).await,
         (["datakey", kind, name], Write) => datakey(core, u, mount, kind, name, &req.params).await,
-        (["hmac", name], Write) => hmac(core, u, mount, name, None, &req.params).await,
-        (["hmac", name, algo], Write) => hmac(core, u, mount, name, Some(algo), &req.params).await,
-        (["verify", name], Write) => verify(core, u, mount, name, None, &req.params).await,
-        (["verify", name, algo], Write) => verify(core, u, mount, name, Some(algo), &req.params).await,
+        (["hmac", name], Write) => hmac(core, u, mount, name, None, &mut req.params).await,
+        (["hmac", name, algo], Write) => hmac(core, u, mount, name, Some(algo), &mut req.params).await,
+        (["verify", name], Write) => verify(core, u, mount, name, None, &mut req.params).await,
+        (["verify", name, algo], Write) => verify(core, u, mount, name, Some(algo), &mut req.params).await,
         (
             [
                 "keys" | "encrypt" | "decrypt" | "rewrap" | "datakey" | "hmac" | "verify",
@@ -373,20 +379,23 @@ pub(crate) fn rotate_op(id: &KeyId, ring: &mut Keyring, tenant: &TenantKeys, now
 
 /// Runs `one` over each batch item (or the single request) and frames the
 /// results as Vault does. `fail_status` is the HTTP status when an item fails.
-fn batch<F>(p: &Params, fail_status: Option<StatusCode>, mut one: F) -> ApiResult<Reply>
+/// Runs `one` on the request, or on each `batch_input` item, which it takes
+/// out of `p` (moved, not copied: each is wiped once handled).
+fn batch<F>(p: &mut Params, fail_status: Option<StatusCode>, mut one: F) -> ApiResult<Reply>
 where
     F: FnMut(&Params) -> ApiResult<Value>,
 {
-    let Some(items) = p.array("batch_input")? else {
+    if p.array("batch_input")?.is_none() {
         return one(p).map(Reply::Data);
-    };
+    }
+    let items = p.take_array("batch_input");
     if items.is_empty() {
         return Err(ApiError::bad("missing batch input to process"));
     }
     let mut failed = false;
     let mut results = Vec::with_capacity(items.len());
     for item in items {
-        let item = Params::from_value(item)?;
+        let item = Params::from_object(item)?;
         let reference = item.str("reference")?.unwrap_or("").to_owned();
         let mut out = match one(&item) {
             Ok(v) => v,
@@ -445,11 +454,11 @@ fn any_item_encrypts(p: &Params) -> ApiResult<bool> {
         None => usable(p),
         Some(items) => items
             .iter()
-            .any(|v| Params::from_value(v).is_ok_and(|item| usable(&item))),
+            .any(|v| Params::from_object(v.clone()).is_ok_and(|item| usable(&item))),
     })
 }
 
-async fn encrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Params) -> ApiResult<Reply> {
+async fn encrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mut Params) -> ApiResult<Reply> {
     valid_key_name(name)?;
     refuse_unsupported(p)?;
     let id = key_id(mount, name);
@@ -479,7 +488,7 @@ async fn encrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Pa
     })
 }
 
-async fn decrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Params) -> ApiResult<Reply> {
+async fn decrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mut Params) -> ApiResult<Reply> {
     valid_key_name(name)?;
     refuse_unsupported(p)?;
     let ring = require(core, u, &key_id(mount, name)).await?;
@@ -510,7 +519,7 @@ fn mark_failed_plaintexts(d: &mut Value) {
     }
 }
 
-async fn rewrap(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &Params) -> ApiResult<Reply> {
+async fn rewrap(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mut Params) -> ApiResult<Reply> {
     valid_key_name(name)?;
     refuse_unsupported(p)?;
     let ring = require(core, u, &key_id(mount, name)).await?;
@@ -573,7 +582,7 @@ async fn hmac(
     mount: &MountRow,
     name: &str,
     url_algo: Option<&str>,
-    p: &Params,
+    p: &mut Params,
 ) -> ApiResult<Reply> {
     valid_key_name(name)?;
     let ring = require(core, u, &key_id(mount, name)).await?;
@@ -594,7 +603,7 @@ async fn verify(
     mount: &MountRow,
     name: &str,
     url_algo: Option<&str>,
-    p: &Params,
+    p: &mut Params,
 ) -> ApiResult<Reply> {
     valid_key_name(name)?;
     let ring = require(core, u, &key_id(mount, name)).await?;
