@@ -107,15 +107,19 @@ criterion_group!(benches, bench);
 fn main() {
     if let Ok(iters) = std::env::var("REQUEST_BENCH_ITERS") {
         let iters: u32 = iters.parse().expect("REQUEST_BENCH_ITERS: a number");
-        let case = std::env::var("REQUEST_BENCH_CASE").unwrap_or_else(|_| "encrypt".into());
+        // Without a case, every case (the test script's smoke run).
+        let case = std::env::var("REQUEST_BENCH_CASE").ok();
         let s = setup();
-        let (_, path, body, _) = s
+        let cases: Vec<_> = s
             .cases
             .iter()
-            .find(|c| c.0 == case)
-            .unwrap_or_else(|| panic!("no case {case:?}"));
-        for _ in 0..iters {
-            black_box(run_once(&s, path, body));
+            .filter(|c| case.as_ref().is_none_or(|n| *n == c.0))
+            .collect();
+        assert!(!cases.is_empty(), "no case {case:?}");
+        for (_, path, body, _) in cases {
+            for _ in 0..iters {
+                black_box(run_once(&s, path, body));
+            }
         }
         return;
     }
