@@ -76,7 +76,18 @@ fn setup() -> Setup {
     for n in [100u64, 1000] {
         let items: Vec<Value> = (0..n).map(|_| json!({ "plaintext": pt })).collect();
         let body = json!({ "batch_input": items }).to_string();
+        let (st, out) = rt.block_on(call(&app, "transit/encrypt/k", &body));
+        assert_eq!(st, 200);
+        let out: Value = serde_json::from_slice(&out).expect("json");
+        let cts: Vec<Value> = out["data"]["batch_results"]
+            .as_array()
+            .expect("batch_results")
+            .iter()
+            .map(|r| json!({ "ciphertext": r["ciphertext"] }))
+            .collect();
+        let dec = json!({ "batch_input": cts }).to_string();
         cases.push((format!("encrypt_batch{n}"), "transit/encrypt/k", body, n));
+        cases.push((format!("decrypt_batch{n}"), "transit/decrypt/k", dec, n));
     }
     Setup {
         rt,
@@ -107,7 +118,7 @@ criterion_group!(benches, bench);
 fn main() {
     if let Ok(iters) = std::env::var("REQUEST_BENCH_ITERS") {
         let iters: u32 = iters.parse().expect("REQUEST_BENCH_ITERS: a number");
-        // Without a case, every case (the test script's smoke run).
+        // Without a case, every case.
         let case = std::env::var("REQUEST_BENCH_CASE").ok();
         let s = setup();
         let cases: Vec<_> = s

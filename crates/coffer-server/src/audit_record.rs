@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{Operation, Reply, Request};
 use crate::mounts;
 use crate::tokens::Caller;
+use crate::transit::ItemOut;
 
 /// Request fields recorded only as an HMAC.
 const SENSITIVE: [&str; 4] = ["ciphertext", "associated_data", "token", "hmac"];
@@ -181,11 +182,11 @@ impl AuditRecord {
         let mut m = self.base(core, "response", who);
         let (status, data, auth) = match result {
             Ok(Reply::Data(d)) | Ok(Reply::SysData(d)) => (StatusCode::OK, Some(d), None),
-            Ok(Reply::DataWithStatus(s, d)) => (*s, Some(d), None),
             Ok(Reply::Auth(a)) => (StatusCode::OK, None, Some(a)),
             Ok(Reply::NoContent) => (StatusCode::NO_CONTENT, None, None),
             Ok(Reply::Raw(s, _)) => (*s, None, None),
             Ok(Reply::Text(_)) => (StatusCode::OK, None, None),
+            Ok(Reply::Batch(b)) => (b.status, None, None),
             Err(e) => {
                 m.err = Some(clip(&e.to_string()));
                 (e.status(), None, None)
@@ -206,20 +207,22 @@ impl AuditRecord {
         if let Some(h) = token.and_then(|t| core.auditor.hmac(t.as_bytes())) {
             m.hm.insert("token_out", h);
         }
-        m.items = data
-            .and_then(|d| d.get("batch_results"))
-            .and_then(Value::as_array)
-            .map(|rs| {
-                rs.iter()
-                    .map(|r| match r.get("error").and_then(Value::as_str) {
-                        Some(e) => Item::Failed { e: clip(e) },
-                        // Decrypt results carry no version.
-                        None => Item::Done {
-                            v: r.get("key_version").and_then(Value::as_u64).unwrap_or(1),
+        m.items = match result {
+            Ok(Reply::Batch(b)) => Some(
+                b.items
+                    .iter()
+                    .map(|it| match &it.out {
+                        Err(e) => Item::Failed { e: clip(e) },
+                        Ok(ItemOut::Ciphertext { key_version, .. }) => Item::Done {
+                            v: u64::from(*key_version),
                         },
+                        // Decrypt, HMAC and verify results carry no version.
+                        Ok(_) => Item::Done { v: 1 },
                     })
-                    .collect()
-            });
+                    .collect(),
+            ),
+            _ => None,
+        };
         let decrypts = (self.action.as_deref() == Some("decrypt")).then(|| match &m.items {
             Some(items) => items.iter().map(|i| matches!(i, Item::Done { .. })).collect(),
             None => vec![status.is_success()],

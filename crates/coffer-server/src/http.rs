@@ -83,10 +83,10 @@ pub(crate) enum Reply {
     NoContent,
     /// A status and body written as is (health, seal status, init).
     Raw(StatusCode, Value),
-    /// The envelope's `data` with a status other than 200 (partial batch failures).
-    DataWithStatus(StatusCode, Value),
     /// 200 with a Prometheus text exposition.
     Text(String),
+    /// A batch's results, with their status (200, or the partial-failure code).
+    Batch(transit::BatchResults),
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -217,7 +217,11 @@ fn json_response(status: StatusCode, mut v: Value) -> Response {
     let mut w = WipingWriter(Zeroizing::new(Vec::with_capacity(1024)));
     let _ = serde_json::to_writer(&mut w, &v);
     wipe_value(&mut v);
-    let buf = std::mem::take(&mut *w.0);
+    bytes_response(status, std::mem::take(&mut *w.0))
+}
+
+/// A JSON body that is wiped once hyper has written it.
+fn bytes_response(status: StatusCode, buf: Vec<u8>) -> Response {
     let mut resp = Response::new(Body::from(Bytes::from_owner(Wiped(buf))));
     *resp.status_mut() = status;
     resp.headers_mut()
@@ -240,7 +244,6 @@ fn frame(reply: Reply, request_id: &str) -> Response {
     };
     match reply {
         Reply::Data(d) => json_response(StatusCode::OK, envelope(d, Value::Null)),
-        Reply::DataWithStatus(s, d) => json_response(s, envelope(d, Value::Null)),
         Reply::SysData(d) => {
             let mut body = envelope(d.clone(), Value::Null);
             if let (Value::Object(top), Value::Object(data)) = (&mut body, d) {
@@ -257,6 +260,32 @@ fn frame(reply: Reply, request_id: &str) -> Response {
             r
         }
         Reply::Raw(s, v) => json_response(s, v),
+        Reply::Batch(b) => {
+            #[derive(serde::Serialize)]
+            struct Envelope<'a> {
+                auth: (),
+                data: &'a transit::BatchResults,
+                lease_duration: u8,
+                lease_id: &'static str,
+                renewable: bool,
+                request_id: &'a str,
+                warnings: (),
+                wrap_info: (),
+            }
+            let body = Envelope {
+                auth: (),
+                data: &b,
+                lease_duration: 0,
+                lease_id: "",
+                renewable: false,
+                request_id,
+                warnings: (),
+                wrap_info: (),
+            };
+            let mut w = WipingWriter(Zeroizing::new(Vec::with_capacity(64 + 96 * b.items.len())));
+            let _ = serde_json::to_writer(&mut w, &body);
+            bytes_response(b.status, std::mem::take(&mut *w.0))
+        }
         Reply::Text(t) => {
             let mut r = Response::new(Body::from(t));
             r.headers_mut().insert(

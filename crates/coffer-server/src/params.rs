@@ -45,6 +45,15 @@ impl Params {
         }
     }
 
+    /// Moves a string out (a batch item's `reference`), refusing other types.
+    pub(crate) fn take_str(&mut self, k: &str) -> ApiResult<Option<String>> {
+        self.str(k)?;
+        Ok(match self.0.remove(k) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        })
+    }
+
     /// Moves a list out (empty if absent or not a list; check with [`Params::array`] first).
     pub(crate) fn take_array(&mut self, k: &str) -> Vec<Value> {
         match self.0.remove(k) {

@@ -377,16 +377,113 @@ pub(crate) fn rotate_op(id: &KeyId, ring: &mut Keyring, tenant: &TenantKeys, now
     version_op(id, tenant, v, &keys)
 }
 
-/// Runs `one` over each batch item (or the single request) and frames the
-/// results as Vault does. `fail_status` is the HTTP status when an item fails.
+/// One item's answer. Batches serialise these straight into the response
+/// (sorted keys, as Vault's JSON), without a JSON tree per item.
+pub(crate) enum ItemOut {
+    Ciphertext { ciphertext: String, key_version: u32 },
+    Plaintext(zeroize::Zeroizing<String>),
+    Hmac(String),
+    Valid(bool),
+}
+
+impl ItemOut {
+    /// The `data` of a single (non-batch) request.
+    fn into_value(self) -> Value {
+        match self {
+            ItemOut::Ciphertext {
+                ciphertext,
+                key_version,
+            } => {
+                json!({ "ciphertext": ciphertext, "key_version": key_version })
+            }
+            // Moved, not copied: the response's JSON is wiped once written.
+            ItemOut::Plaintext(mut p) => json!({ "plaintext": std::mem::take(&mut *p) }),
+            ItemOut::Hmac(hmac) => json!({ "hmac": hmac }),
+            ItemOut::Valid(valid) => json!({ "valid": valid }),
+        }
+    }
+}
+
+/// A batch's `batch_results`, in request order.
+pub(crate) struct BatchResults {
+    pub(crate) status: StatusCode,
+    pub(crate) items: Vec<BatchItem>,
+    /// Decrypt: a failed item also carries `"plaintext": ""`, as Vault's does.
+    empty_plaintext_on_error: bool,
+}
+
+pub(crate) struct BatchItem {
+    /// The answer, or the error message of a refused item.
+    pub(crate) out: Result<ItemOut, String>,
+    reference: String,
+}
+
+impl serde::Serialize for BatchResults {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        struct Items<'a>(&'a BatchResults);
+        struct One<'a>(&'a BatchItem, bool);
+        impl serde::Serialize for Items<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0.items.len()))?;
+                for it in &self.0.items {
+                    seq.serialize_element(&One(it, self.0.empty_plaintext_on_error))?;
+                }
+                seq.end()
+            }
+        }
+        impl serde::Serialize for One<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let (it, empty_plaintext) = (self.0, self.1);
+                let mut m = s.serialize_map(None)?;
+                match &it.out {
+                    Ok(ItemOut::Ciphertext {
+                        ciphertext,
+                        key_version,
+                    }) => {
+                        m.serialize_entry("ciphertext", ciphertext)?;
+                        m.serialize_entry("key_version", key_version)?;
+                        m.serialize_entry("reference", &it.reference)?;
+                    }
+                    Ok(ItemOut::Plaintext(p)) => {
+                        m.serialize_entry("plaintext", p.as_str())?;
+                        m.serialize_entry("reference", &it.reference)?;
+                    }
+                    Ok(ItemOut::Hmac(h)) => {
+                        m.serialize_entry("hmac", h)?;
+                        m.serialize_entry("reference", &it.reference)?;
+                    }
+                    Ok(ItemOut::Valid(v)) => {
+                        m.serialize_entry("reference", &it.reference)?;
+                        m.serialize_entry("valid", v)?;
+                    }
+                    Err(e) => {
+                        m.serialize_entry("error", e)?;
+                        if empty_plaintext {
+                            m.serialize_entry("plaintext", "")?;
+                        }
+                        m.serialize_entry("reference", &it.reference)?;
+                    }
+                }
+                m.end()
+            }
+        }
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("batch_results", &Items(self))?;
+        m.end()
+    }
+}
+
 /// Runs `one` on the request, or on each `batch_input` item, which it takes
-/// out of `p` (moved, not copied: each is wiped once handled).
+/// out of `p` (moved, not copied: each is wiped once handled), and frames
+/// the results as Vault does. `fail_status` is the HTTP status when an item
+/// fails.
 fn batch<F>(p: &mut Params, fail_status: Option<StatusCode>, mut one: F) -> ApiResult<Reply>
 where
-    F: FnMut(&Params) -> ApiResult<Value>,
+    F: FnMut(&Params) -> ApiResult<ItemOut>,
 {
     if p.array("batch_input")?.is_none() {
-        return one(p).map(Reply::Data);
+        return one(p).map(|out| Reply::Data(out.into_value()));
     }
     let items = p.take_array("batch_input");
     if items.is_empty() {
@@ -395,31 +492,31 @@ where
     let mut failed = false;
     let mut results = Vec::with_capacity(items.len());
     for item in items {
-        let item = Params::from_object(item)?;
-        let reference = item.str("reference")?.unwrap_or("").to_owned();
-        let mut out = match one(&item) {
-            Ok(v) => v,
+        let mut item = Params::from_object(item)?;
+        let reference = item.take_str("reference")?.unwrap_or_default();
+        let out = match one(&item) {
+            Ok(v) => Ok(v),
             Err(e @ (ApiError::BadRequest(_) | ApiError::NotFound)) => {
                 failed = true;
-                json!({ "error": e.to_string() })
+                Err(e.to_string())
             }
             Err(e) => return Err(e),
         };
-        out["reference"] = json!(reference);
-        results.push(out);
+        results.push(BatchItem { out, reference });
     }
-    let data = json!({ "batch_results": results });
-    match (failed, fail_status) {
-        (true, Some(default)) => {
-            let code = p
-                .u32("partial_failure_response_code")?
-                .and_then(|c| u16::try_from(c).ok())
-                .and_then(|c| StatusCode::from_u16(c).ok())
-                .unwrap_or(default);
-            Ok(Reply::DataWithStatus(code, data))
-        }
-        _ => Ok(Reply::Data(data)),
-    }
+    let status = match (failed, fail_status) {
+        (true, Some(default)) => p
+            .u32("partial_failure_response_code")?
+            .and_then(|c| u16::try_from(c).ok())
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(default),
+        _ => StatusCode::OK,
+    };
+    Ok(Reply::Batch(BatchResults {
+        status,
+        items: results,
+        empty_plaintext_on_error: false,
+    }))
 }
 
 /// How many items a request carries (1 unless it has `batch_input`).
@@ -483,8 +580,11 @@ async fn encrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mu
     let mut nonces = Nonces::new(batch_len(p)?);
     batch(p, Some(StatusCode::BAD_REQUEST), |item| {
         let (pt, aad, version) = encrypt_input(item)?;
-        let (ct, v) = ring.encrypt_with(&mut nonces, pt.as_bytes(), &aad, version)?;
-        Ok(json!({ "ciphertext": ct, "key_version": v }))
+        let (ciphertext, key_version) = ring.encrypt_with(&mut nonces, pt.as_bytes(), &aad, version)?;
+        Ok(ItemOut::Ciphertext {
+            ciphertext,
+            key_version,
+        })
     })
 }
 
@@ -492,31 +592,22 @@ async fn decrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mu
     valid_key_name(name)?;
     refuse_unsupported(p)?;
     let ring = require(core, u, &key_id(mount, name)).await?;
-    let is_batch = p.array("batch_input")?.is_some();
     let reply = batch(p, Some(StatusCode::BAD_REQUEST), |item| {
         let ct = item
             .str("ciphertext")?
             .filter(|c| !c.is_empty())
             .ok_or_else(|| ApiError::bad("missing ciphertext to decrypt"))?;
         let (pt, _) = ring.decrypt(ct, &aad(item)?)?;
-        Ok(json!({ "plaintext": plaintext_b64(&pt) }))
+        Ok(ItemOut::Plaintext(zeroize::Zeroizing::new(plaintext_b64(&pt))))
     })?;
     // Vault reports a failed decrypt item with an empty plaintext beside the error.
     Ok(match reply {
-        Reply::DataWithStatus(s, mut d) if is_batch => {
-            mark_failed_plaintexts(&mut d);
-            Reply::DataWithStatus(s, d)
+        Reply::Batch(mut b) => {
+            b.empty_plaintext_on_error = true;
+            Reply::Batch(b)
         }
         other => other,
     })
-}
-
-fn mark_failed_plaintexts(d: &mut Value) {
-    if let Some(items) = d["batch_results"].as_array_mut() {
-        for it in items.iter_mut().filter(|i| i.get("error").is_some()) {
-            it["plaintext"] = json!("");
-        }
-    }
 }
 
 async fn rewrap(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mut Params) -> ApiResult<Reply> {
@@ -532,13 +623,16 @@ async fn rewrap(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mut
             .ok_or_else(|| ApiError::bad("missing ciphertext to rewrap"))?;
         let aad = aad(item)?;
         let (pt, _) = ring.decrypt(ct, &aad)?;
-        let (ct, v) = ring.encrypt_with(
+        let (ciphertext, key_version) = ring.encrypt_with(
             &mut nonces,
             pt.as_bytes(),
             &aad,
             item.u32("key_version")?.or(top_version),
         )?;
-        Ok(json!({ "ciphertext": ct, "key_version": v }))
+        Ok(ItemOut::Ciphertext {
+            ciphertext,
+            key_version,
+        })
     })
 }
 
@@ -593,7 +687,7 @@ async fn hmac(
             .base64("input")?
             .ok_or_else(|| ApiError::bad("missing input for HMAC"))?;
         let (mac, _) = ring.hmac(&input, algo, item.u32("key_version")?.or(top_version))?;
-        Ok(json!({ "hmac": mac }))
+        Ok(ItemOut::Hmac(mac))
     })
 }
 
@@ -616,6 +710,6 @@ async fn verify(
         }
         let input = item.base64("input")?.ok_or_else(|| ApiError::bad("missing input"))?;
         let mac = item.str("hmac")?.ok_or_else(|| ApiError::bad("missing hmac"))?;
-        Ok(json!({ "valid": ring.verify_hmac(&input, mac, algo)? }))
+        Ok(ItemOut::Valid(ring.verify_hmac(&input, mac, algo)?))
     })
 }
