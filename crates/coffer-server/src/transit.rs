@@ -713,3 +713,63 @@ async fn verify(
         Ok(ItemOut::Valid(ring.verify_hmac(&input, mac, algo)?))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(out: Result<ItemOut, String>, reference: &str) -> BatchItem {
+        BatchItem {
+            out,
+            reference: reference.into(),
+        }
+    }
+
+    /// The typed results serialise as Vault's JSON did from a map per item:
+    /// same keys, sorted, and an empty plaintext beside a failed decrypt.
+    #[test]
+    fn batch_results_serialise_as_vault_json() {
+        let mut b = BatchResults {
+            status: StatusCode::OK,
+            items: vec![
+                item(
+                    Ok(ItemOut::Ciphertext {
+                        ciphertext: "vault:v2:AAAA".into(),
+                        key_version: 2,
+                    }),
+                    "r1",
+                ),
+                item(Ok(ItemOut::Plaintext(zeroize::Zeroizing::new("aGk=".into()))), ""),
+                item(Ok(ItemOut::Hmac("vault:v1:mac".into())), "h"),
+                item(Ok(ItemOut::Valid(false)), "v"),
+                item(Err("bad \"input\"".into()), "e"),
+            ],
+            empty_plaintext_on_error: false,
+        };
+        let expected = r#"{"batch_results":[{"ciphertext":"vault:v2:AAAA","key_version":2,"reference":"r1"},{"plaintext":"aGk=","reference":""},{"hmac":"vault:v1:mac","reference":"h"},{"reference":"v","valid":false},{"error":"bad \"input\"","reference":"e"}]}"#;
+        assert_eq!(serde_json::to_string(&b).unwrap(), expected);
+        // The same results through a JSON tree (sorted keys) read back equal.
+        let tree: Value = serde_json::from_str(expected).unwrap();
+        assert_eq!(serde_json::to_string(&tree).unwrap(), expected);
+        b.empty_plaintext_on_error = true;
+        assert!(
+            serde_json::to_string(&b)
+                .unwrap()
+                .ends_with(r#"{"error":"bad \"input\"","plaintext":"","reference":"e"}]}"#)
+        );
+    }
+
+    #[test]
+    fn single_results_keep_their_data_shape() {
+        let v = ItemOut::Ciphertext {
+            ciphertext: "vault:v1:x".into(),
+            key_version: 1,
+        }
+        .into_value();
+        assert_eq!(v, json!({ "ciphertext": "vault:v1:x", "key_version": 1 }));
+        let p = ItemOut::Plaintext(zeroize::Zeroizing::new("aGk=".into())).into_value();
+        assert_eq!(p, json!({ "plaintext": "aGk=" }));
+        assert_eq!(ItemOut::Valid(true).into_value(), json!({ "valid": true }));
+        assert_eq!(ItemOut::Hmac("m".into()).into_value(), json!({ "hmac": "m" }));
+    }
+}
