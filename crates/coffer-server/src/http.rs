@@ -261,6 +261,7 @@ fn frame(reply: Reply, request_id: &str) -> Response {
         }
         Reply::Raw(s, v) => json_response(s, v),
         Reply::Batch(b) => {
+            // Fields in sorted order, as the envelopes built from a map serialise.
             #[derive(serde::Serialize)]
             struct Envelope<'a> {
                 auth: (),
