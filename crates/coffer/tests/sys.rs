@@ -335,31 +335,13 @@ async fn metrics_count_requests_and_audit_commits() {
     assert_eq!(st, 400, "{body}");
     assert!(body.contains("unsupported metrics format"), "{body}");
     assert_eq!(scrape("not-a-token", "").await.0, 403);
-    let (st, v) = s
-        .root(
-            "PUT",
-            "sys/policies/acl/enc",
-            Some(json!({ "policy": r#"path "transit/encrypt/*" { capabilities = ["update"] }"# })),
-        )
+    s.put_policy("enc", r#"path "transit/encrypt/*" { capabilities = ["update"] }"#)
         .await;
-    assert_eq!(st, 204, "{v}");
-    let (_, v) = s
-        .root("POST", "auth/token/create", Some(json!({ "policies": ["enc"] })))
-        .await;
-    let app = v["auth"]["client_token"].as_str().unwrap().to_owned();
+    let (app, _) = s.create_token(json!({ "policies": ["enc"] })).await;
     assert_eq!(scrape(&app, "").await.0, 403);
-    let (st, v) = s
-        .root(
-            "POST",
-            "sys/policies/acl/ops",
-            Some(json!({ "policy": r#"path "sys/metrics" { capabilities = ["read"] }"# })),
-        )
+    s.put_policy("ops", r#"path "sys/metrics" { capabilities = ["read"] }"#)
         .await;
-    assert_eq!(st, 204, "{v}");
-    let (_, v) = s
-        .root("POST", "auth/token/create", Some(json!({ "policies": ["ops"] })))
-        .await;
-    let ops = v["auth"]["client_token"].as_str().unwrap().to_owned();
+    let (ops, _) = s.create_token(json!({ "policies": ["ops"] })).await;
     assert_eq!(scrape(&ops, "").await.0, 200);
     let (st, v) = s.root("POST", "sys/namespaces/acme", None).await;
     assert!(st == 200 || st == 204, "{v}");

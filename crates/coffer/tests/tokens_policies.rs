@@ -8,23 +8,11 @@ use common::{Server, b64, errors};
 use serde_json::{Value, json};
 
 async fn token(s: &Server, body: Value) -> (String, String) {
-    let (st, v) = s.root("POST", "auth/token/create", Some(body)).await;
-    assert_eq!(st, 200, "{v}");
-    (
-        v["auth"]["client_token"].as_str().unwrap().to_owned(),
-        v["auth"]["accessor"].as_str().unwrap().to_owned(),
-    )
+    s.create_token(body).await
 }
 
 async fn policy(s: &Server, name: &str, hcl: &str) {
-    let (st, v) = s
-        .root(
-            "PUT",
-            &format!("sys/policies/acl/{name}"),
-            Some(json!({ "policy": hcl })),
-        )
-        .await;
-    assert_eq!(st, 204, "{v}");
+    s.put_policy(name, hcl).await;
 }
 
 #[tokio::test]

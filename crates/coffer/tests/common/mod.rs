@@ -175,6 +175,28 @@ impl Server {
         self.call(method, path, Some(&t), body).await
     }
 
+    /// Writes an ACL policy as root.
+    pub async fn put_policy(&self, name: &str, hcl: &str) {
+        let (st, v) = self
+            .root(
+                "PUT",
+                &format!("sys/policies/acl/{name}"),
+                Some(serde_json::json!({ "policy": hcl })),
+            )
+            .await;
+        assert_eq!(st, 204, "{v}");
+    }
+
+    /// Creates a token as root; returns (token, accessor).
+    pub async fn create_token(&self, body: Value) -> (String, String) {
+        let (st, v) = self.root("POST", "auth/token/create", Some(body)).await;
+        assert_eq!(st, 200, "{v}");
+        (
+            v["auth"]["client_token"].as_str().unwrap().to_owned(),
+            v["auth"]["accessor"].as_str().unwrap().to_owned(),
+        )
+    }
+
     /// Initialises with one share and unseals; keeps the root token for [`Server::root`].
     pub async fn init_unseal(&mut self) -> String {
         let (_, root) = init_unseal(self).await;
