@@ -202,8 +202,14 @@ pub(crate) fn new_accessor() -> ApiResult<String> {
     random_id("", 18)
 }
 
+/// A v4 UUID from the process's DRBG: one per request, so no `getrandom`
+/// system call each time (the OS source only if the DRBG fails).
 pub(crate) fn new_uuid() -> String {
-    uuid::Uuid::new_v4().to_string()
+    let mut b = [0u8; 16];
+    match rand::fill(&mut b) {
+        Ok(()) => uuid::Builder::from_random_bytes(b).into_uuid().to_string(),
+        Err(_) => uuid::Uuid::new_v4().to_string(),
+    }
 }
 
 fn derive_token_key(root: &Key256) -> hmac::Key {
@@ -618,4 +624,18 @@ pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 pub(crate) fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     l.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_random_v4_uuids() {
+        let a = uuid::Uuid::parse_str(&new_uuid()).unwrap();
+        let b = uuid::Uuid::parse_str(&new_uuid()).unwrap();
+        assert_eq!(a.get_version(), Some(uuid::Version::Random));
+        assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
+        assert_ne!(a, b);
+    }
 }
