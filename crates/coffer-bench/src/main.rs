@@ -203,8 +203,8 @@ pub(crate) struct TargetResult {
     pub(crate) audit: Vec<(Scenario, u64, Option<u64>, u64)>,
     /// Per scenario: CPU used during the load (warm-up included) and the requests it answered.
     pub(crate) cpu: Vec<(Scenario, cpu::Usage, u64)>,
-    /// Per scenario, all rounds: Coffer's audit commits (count, time, records).
-    pub(crate) commits: Vec<(Scenario, targets::Commits)>,
+    /// Per scenario, all rounds: Coffer's requests and audit commits (counts, times, records).
+    pub(crate) totals: Vec<(Scenario, targets::ServerTotals)>,
     pub(crate) idle_rss: Option<u64>,
     pub(crate) peak_rss: Option<u64>,
     /// Remarks for under the table.
@@ -325,7 +325,7 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
             outcomes: Vec::new(),
             audit: Vec::new(),
             cpu: Vec::new(),
-            commits: Vec::new(),
+            totals: Vec::new(),
             idle_rss: None,
             peak_rss: None,
             notes: Vec::new(),
@@ -379,16 +379,16 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
                     warmup: Duration::from_secs_f64(args.warmup),
                     duration: Duration::from_secs_f64(args.duration),
                 };
-                let before_commits = t.commit_stats().await?;
+                let before_totals = t.server_totals().await?;
                 let before_cpu = cpu::Snapshot::take(t.pid());
                 let m = load::run(&load).await?;
                 let used = cpu::Snapshot::take(t.pid()).since(&before_cpu);
                 results[i].cpu.push((s, used, m.sent));
-                if let (Some(b), Some(a)) = (before_commits, t.commit_stats().await?) {
+                if let (Some(b), Some(a)) = (before_totals, t.server_totals().await?) {
                     let delta = a.since(&b);
-                    match results[i].commits.iter_mut().find(|c| c.0 == s) {
+                    match results[i].totals.iter_mut().find(|c| c.0 == s) {
                         Some(c) => c.1.add(&delta),
-                        None => results[i].commits.push((s, delta)),
+                        None => results[i].totals.push((s, delta)),
                     }
                 }
                 requests[i] += m.sent;

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::cpu::Usage;
-use crate::targets::Kind;
+use crate::targets::{Kind, ServerTotals};
 use crate::{Outcome, RunInfo, Scenario, TargetResult};
 
 #[derive(Debug, Clone)]
@@ -91,10 +91,19 @@ fn audit_bytes(r: &TargetResult, s: Scenario) -> Cell {
 }
 
 /// Coffer's audit commits during a scenario's load (all rounds), from `sys/metrics`.
-fn commits(r: &TargetResult, s: Scenario, f: impl Fn(&crate::targets::Commits) -> f64) -> Cell {
-    match r.commits.iter().find(|c| c.0 == s) {
+fn commits(r: &TargetResult, s: Scenario, f: impl Fn(&ServerTotals) -> f64) -> Cell {
+    match r.totals.iter().find(|c| c.0 == s) {
         Some((_, c)) if c.commits > 0.0 => Cell::Num(f(c)),
         _ => no_audit(r),
+    }
+}
+
+/// Coffer's own time per request during a scenario's load (all rounds): from
+/// reading the request to the answer, audit wait included, TCP and client not.
+fn server_micros(r: &TargetResult, s: Scenario) -> Cell {
+    match r.totals.iter().find(|c| c.0 == s) {
+        Some((_, c)) if c.requests > 0.0 => Cell::Num(c.request_seconds * 1e6 / c.requests),
+        _ => Cell::None,
     }
 }
 
@@ -236,8 +245,14 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
             metric(r, s, |m| m.errors as f64)
         });
         row(format!("{n}: audit bytes/request"), Fmt::Count, &|r| audit_bytes(r, s));
+        row(format!("{n}: server time µs/request (mean)"), Fmt::Count, &|r| {
+            server_micros(r, s)
+        });
+        row(format!("{n}: audit wait µs/request (mean)"), Fmt::Count, &|r| {
+            commits(r, s, |c| c.wait_seconds * 1e6 / c.waits.max(1.0))
+        });
         row(format!("{n}: audit commit ms (mean)"), Fmt::Cores, &|r| {
-            commits(r, s, |c| c.seconds * 1e3 / c.commits)
+            commits(r, s, |c| c.commit_seconds * 1e3 / c.commits)
         });
         row(format!("{n}: audit records per commit"), Fmt::Cores, &|r| {
             commits(r, s, |c| c.records / c.batches.max(1.0))

@@ -323,10 +323,9 @@ audit "file" "bench" {{
         }
     }
 
-    /// Coffer's audit commit counters from `sys/metrics` (None for OpenBao,
-    /// or with audit off: no commits to count).
-    pub(crate) async fn commit_stats(&self) -> anyhow::Result<Option<Commits>> {
-        if self.kind != (Kind::Coffer { audit: true }) {
+    /// Coffer's request and audit commit totals from `sys/metrics` (None for OpenBao).
+    pub(crate) async fn server_totals(&self) -> anyhow::Result<Option<ServerTotals>> {
+        if self.kind == Kind::OpenBao {
             return Ok(None);
         }
         let (status, v) = call(self.addr, Method::GET, "/v1/sys/metrics", Some(&self.token), None).await?;
@@ -336,7 +335,7 @@ audit "file" "bench" {{
         if !(200..300).contains(&status) {
             bail!("sys/metrics: status {status}: {text}");
         }
-        Ok(Some(Commits::parse(&text)?))
+        Ok(Some(ServerTotals::parse(&text)?))
     }
 
     /// SIGTERM, then SIGKILL after 15 s.
@@ -428,43 +427,63 @@ pub(crate) fn count_lines(path: &Path, spans: &[(u64, u64)]) -> anyhow::Result<V
     Ok(out)
 }
 
-/// Running totals of Coffer's audit commits, as `sys/metrics` reports them.
+/// Running totals from Coffer's `sys/metrics`: requests and the time the
+/// server spent on them, and audit commits.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(crate) struct Commits {
+pub(crate) struct ServerTotals {
+    pub(crate) requests: f64,
+    pub(crate) request_seconds: f64,
+    /// Requests' waits for their audit records to be durable.
+    pub(crate) waits: f64,
+    pub(crate) wait_seconds: f64,
     pub(crate) commits: f64,
-    pub(crate) seconds: f64,
+    pub(crate) commit_seconds: f64,
     /// Commits that carried records (the others only sign a checkpoint).
     pub(crate) batches: f64,
     pub(crate) records: f64,
 }
 
-impl Commits {
+impl ServerTotals {
     fn parse(text: &str) -> anyhow::Result<Self> {
-        let get = |name: &str| {
+        let find = |name: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
-                .ok_or_else(|| anyhow!("sys/metrics has no {name}"))
         };
-        Ok(Commits {
-            commits: get("coffer_audit_commit_duration_seconds_count")?,
-            seconds: get("coffer_audit_commit_duration_seconds_sum")?,
-            batches: get("coffer_audit_batch_records_count")?,
-            records: get("coffer_audit_batch_records_sum")?,
+        let get = |name: &str| find(name).ok_or_else(|| anyhow!("sys/metrics has no {name}"));
+        // With audit off nothing is ever committed, and the exporter may leave these out.
+        let audit = |name: &str| find(name).unwrap_or(0.0);
+        Ok(ServerTotals {
+            requests: get("coffer_request_duration_seconds_count")?,
+            request_seconds: get("coffer_request_duration_seconds_sum")?,
+            waits: audit("coffer_audit_wait_duration_seconds_count"),
+            wait_seconds: audit("coffer_audit_wait_duration_seconds_sum"),
+            commits: audit("coffer_audit_commit_duration_seconds_count"),
+            commit_seconds: audit("coffer_audit_commit_duration_seconds_sum"),
+            batches: audit("coffer_audit_batch_records_count"),
+            records: audit("coffer_audit_batch_records_sum"),
         })
     }
 
-    pub(crate) fn since(&self, before: &Commits) -> Commits {
-        Commits {
+    pub(crate) fn since(&self, before: &ServerTotals) -> ServerTotals {
+        ServerTotals {
+            requests: self.requests - before.requests,
+            request_seconds: self.request_seconds - before.request_seconds,
+            waits: self.waits - before.waits,
+            wait_seconds: self.wait_seconds - before.wait_seconds,
             commits: self.commits - before.commits,
-            seconds: self.seconds - before.seconds,
+            commit_seconds: self.commit_seconds - before.commit_seconds,
             batches: self.batches - before.batches,
             records: self.records - before.records,
         }
     }
 
-    pub(crate) fn add(&mut self, other: &Commits) {
+    pub(crate) fn add(&mut self, other: &ServerTotals) {
+        self.requests += other.requests;
+        self.request_seconds += other.request_seconds;
+        self.waits += other.waits;
+        self.wait_seconds += other.wait_seconds;
         self.commits += other.commits;
-        self.seconds += other.seconds;
+        self.commit_seconds += other.commit_seconds;
         self.batches += other.batches;
         self.records += other.records;
     }
@@ -475,23 +494,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_commit_totals_from_prometheus_text() {
+    fn reads_server_totals_from_prometheus_text() {
         let text = "# TYPE coffer_audit_commit_duration_seconds histogram\n\
+                    coffer_request_duration_seconds_sum 0.5\n\
+                    coffer_request_duration_seconds_count 1000\n\
+                    coffer_audit_wait_duration_seconds_sum 0.3\n\
+                    coffer_audit_wait_duration_seconds_count 999\n\
                     coffer_audit_commit_duration_seconds_bucket{le=\"0.001\"} 3\n\
                     coffer_audit_commit_duration_seconds_sum 0.0042\n\
                     coffer_audit_commit_duration_seconds_count 7\n\
                     coffer_audit_batch_records_sum 40\n\
                     coffer_audit_batch_records_count 6\n";
-        let c = Commits::parse(text).unwrap();
+        let c = ServerTotals::parse(text).unwrap();
         assert_eq!(
             c,
-            Commits {
+            ServerTotals {
+                requests: 1000.0,
+                request_seconds: 0.5,
+                waits: 999.0,
+                wait_seconds: 0.3,
                 commits: 7.0,
-                seconds: 0.0042,
+                commit_seconds: 0.0042,
                 batches: 6.0,
                 records: 40.0
             }
         );
-        assert!(Commits::parse("coffer_audit_batch_records_sum 1\n").is_err());
+        // Audit off: no commit series, requests still counted.
+        let off =
+            ServerTotals::parse("coffer_request_duration_seconds_sum 0.25\ncoffer_request_duration_seconds_count 10\n")
+                .unwrap();
+        assert_eq!((off.requests, off.commits), (10.0, 0.0));
+        assert!(ServerTotals::parse("coffer_audit_batch_records_sum 1\n").is_err());
     }
 }

@@ -108,6 +108,14 @@ fn tiny_run_prints_the_table() {
             audit[off] == "off" || audit[off].replace(',', "").parse::<f64>().is_ok(),
             "{audit:?}"
         );
+        // From Coffer's sys/metrics: its own time per request, audit on and off.
+        let server = row(&stdout, &format!("{s}: server time µs/request (mean)"));
+        assert!(number(server[0]) > 0.0 && number(server[off]) > 0.0, "{server:?}");
+        if with_bao {
+            assert_eq!(server[1], "—", "OpenBao has no such figure: {server:?}");
+        }
+        let wait = row(&stdout, &format!("{s}: audit wait µs/request (mean)"));
+        assert!(number(wait[0]) > 0.0 && wait[off] == "off", "{wait:?}");
         // From Coffer's sys/metrics: commits happened, each with at least one record.
         assert!(
             number(row(&stdout, &format!("{s}: audit commit ms (mean)"))[0]) > 0.0,

@@ -177,6 +177,7 @@ impl Auditor {
             }));
             return Ok(());
         }
+        let queued = Instant::now();
         let (ack, done) = oneshot::channel();
         tx.try_send(Msg::Record(Job {
             record: bytes,
@@ -188,7 +189,9 @@ impl Auditor {
                 TrySendError::Disconnected(_) => "the audit writer stopped".into(),
             })
         })?;
-        match tokio::time::timeout(self.deadline, done).await {
+        let answer = tokio::time::timeout(self.deadline, done).await;
+        crate::telemetry::get().audit_wait_seconds.record(queued.elapsed());
+        match answer {
             Ok(Ok(Ok(_))) => Ok(()),
             Ok(Ok(Err(e))) => Err(e),
             Ok(Err(_)) => Err(AuditError::Unavailable("the audit writer stopped".into())),
