@@ -176,6 +176,20 @@ fn mem_total() -> String {
         .unwrap_or_default()
 }
 
+/// How idle CPUs wait: it sets the cost of every wake-up in a latency-bound
+/// run (a VM whose guest halts at once pays the hypervisor on each).
+fn cpu_idle() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|t| t.trim().to_owned());
+    match read("/sys/devices/system/cpu/cpuidle/current_driver") {
+        Some(d) if d == "haltpoll" => {
+            let ns = read("/sys/module/haltpoll/parameters/guest_halt_poll_ns").unwrap_or_else(|| "?".into());
+            format!(", cpuidle haltpoll (guest halt polling {ns} ns)")
+        }
+        Some(d) => format!(", cpuidle {d}"),
+        None => String::new(),
+    }
+}
+
 fn now() -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
     time::OffsetDateTime::now_utc()
@@ -303,12 +317,13 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let _ = writeln!(
         out,
-        "- Machine: {nproc} CPUs (nproc), {}, {}, Linux {}; {}",
+        "- Machine: {nproc} CPUs (nproc), {}, {}, Linux {}{}; {}",
         cpu_model(),
         mem_total(),
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim(),
+        cpu_idle(),
         now()
     );
     let versions: Vec<String> = results
