@@ -262,9 +262,6 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
         row(format!("{n}: server time µs/request (mean)"), Fmt::Count, &|r| {
             server_micros(r, s)
         });
-        row(format!("{n}: audit wait µs/request (mean)"), Fmt::Count, &|r| {
-            commits(r, s, |c| c.wait_seconds * 1e6 / c.waits.max(1.0))
-        });
         row(format!("{n}: audit commit ms (mean)"), Fmt::Cores, &|r| {
             commits(r, s, |c| c.commit_seconds * 1e3 / c.commits)
         });

@@ -433,9 +433,6 @@ pub(crate) fn count_lines(path: &Path, spans: &[(u64, u64)]) -> anyhow::Result<V
 pub(crate) struct ServerTotals {
     pub(crate) requests: f64,
     pub(crate) request_seconds: f64,
-    /// Requests' waits for their audit records to be durable.
-    pub(crate) waits: f64,
-    pub(crate) wait_seconds: f64,
     pub(crate) commits: f64,
     pub(crate) commit_seconds: f64,
     /// Commits that carried records (the others only sign a checkpoint).
@@ -455,8 +452,6 @@ impl ServerTotals {
         Ok(ServerTotals {
             requests: get("coffer_request_duration_seconds_count")?,
             request_seconds: get("coffer_request_duration_seconds_sum")?,
-            waits: audit("coffer_audit_wait_duration_seconds_count"),
-            wait_seconds: audit("coffer_audit_wait_duration_seconds_sum"),
             commits: audit("coffer_audit_commit_duration_seconds_count"),
             commit_seconds: audit("coffer_audit_commit_duration_seconds_sum"),
             batches: audit("coffer_audit_batch_records_count"),
@@ -468,8 +463,6 @@ impl ServerTotals {
         ServerTotals {
             requests: self.requests - before.requests,
             request_seconds: self.request_seconds - before.request_seconds,
-            waits: self.waits - before.waits,
-            wait_seconds: self.wait_seconds - before.wait_seconds,
             commits: self.commits - before.commits,
             commit_seconds: self.commit_seconds - before.commit_seconds,
             batches: self.batches - before.batches,
@@ -480,8 +473,6 @@ impl ServerTotals {
     pub(crate) fn add(&mut self, other: &ServerTotals) {
         self.requests += other.requests;
         self.request_seconds += other.request_seconds;
-        self.waits += other.waits;
-        self.wait_seconds += other.wait_seconds;
         self.commits += other.commits;
         self.commit_seconds += other.commit_seconds;
         self.batches += other.batches;
@@ -498,8 +489,6 @@ mod tests {
         let text = "# TYPE coffer_audit_commit_duration_seconds histogram\n\
                     coffer_request_duration_seconds_sum 0.5\n\
                     coffer_request_duration_seconds_count 1000\n\
-                    coffer_audit_wait_duration_seconds_sum 0.3\n\
-                    coffer_audit_wait_duration_seconds_count 999\n\
                     coffer_audit_commit_duration_seconds_bucket{le=\"0.001\"} 3\n\
                     coffer_audit_commit_duration_seconds_sum 0.0042\n\
                     coffer_audit_commit_duration_seconds_count 7\n\
@@ -511,8 +500,6 @@ mod tests {
             ServerTotals {
                 requests: 1000.0,
                 request_seconds: 0.5,
-                waits: 999.0,
-                wait_seconds: 0.3,
                 commits: 7.0,
                 commit_seconds: 0.0042,
                 batches: 6.0,

@@ -177,7 +177,6 @@ impl Auditor {
             }));
             return Ok(());
         }
-        let queued = Instant::now();
         let (ack, done) = oneshot::channel();
         tx.try_send(Msg::Record(Job {
             record: bytes,
@@ -189,9 +188,7 @@ impl Auditor {
                 TrySendError::Disconnected(_) => "the audit writer stopped".into(),
             })
         })?;
-        let answer = tokio::time::timeout(self.deadline, done).await;
-        crate::telemetry::get().audit_wait_seconds.record(queued.elapsed());
-        match answer {
+        match tokio::time::timeout(self.deadline, done).await {
             Ok(Ok(Ok(_))) => Ok(()),
             Ok(Ok(Err(e))) => Err(e),
             Ok(Err(_)) => Err(AuditError::Unavailable("the audit writer stopped".into())),

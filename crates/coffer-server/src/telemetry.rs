@@ -22,7 +22,6 @@ pub(crate) struct Metrics {
     requests: [Counter; 5],
     request_seconds: Histogram,
     pub(crate) audit_commit_seconds: Histogram,
-    pub(crate) audit_wait_seconds: Histogram,
     pub(crate) audit_batch_records: Histogram,
     pub(crate) audit_records: Counter,
     pub(crate) audit_failures: Counter,
@@ -44,10 +43,6 @@ pub(crate) fn get() -> &'static Metrics {
             "coffer_audit_commit_duration_seconds",
             "One audit commit: records written and fsynced before any of them is answered"
         );
-        metrics::describe_histogram!(
-            "coffer_audit_wait_duration_seconds",
-            "A request's wait for its audit record to be durable: the commit in progress, then its own"
-        );
         metrics::describe_histogram!("coffer_audit_batch_records", "Audit records per commit");
         metrics::describe_counter!("coffer_audit_records_total", "Audit records committed");
         metrics::describe_counter!(
@@ -59,7 +54,6 @@ pub(crate) fn get() -> &'static Metrics {
             requests: [class("1xx"), class("2xx"), class("3xx"), class("4xx"), class("5xx")],
             request_seconds: metrics::histogram!("coffer_request_duration_seconds"),
             audit_commit_seconds: metrics::histogram!("coffer_audit_commit_duration_seconds"),
-            audit_wait_seconds: metrics::histogram!("coffer_audit_wait_duration_seconds"),
             audit_batch_records: metrics::histogram!("coffer_audit_batch_records"),
             audit_records: metrics::counter!("coffer_audit_records_total"),
             audit_failures: metrics::counter!("coffer_audit_failures_total"),

@@ -324,15 +324,6 @@ async fn metrics_count_requests_and_audit_commits() {
         "{commits} commits, {records} records"
     );
     assert!(value(&after, "coffer_audit_commit_duration_seconds_sum") > 0.0);
-    // Each of the 20 encrypts waited for its record to be durable.
-    let waits = value(&after, "coffer_audit_wait_duration_seconds_count")
-        - value(&before, "coffer_audit_wait_duration_seconds_count");
-    assert!(waits >= 20.0, "{waits} waits");
-    assert!(
-        value(&after, "coffer_audit_wait_duration_seconds_sum")
-            > value(&before, "coffer_audit_wait_duration_seconds_sum"),
-        "{after}"
-    );
     assert_eq!(value(&after, "coffer_audit_failures_total"), 0.0);
     assert!(
         after.contains(r#"coffer_request_duration_seconds_bucket{le="+Inf"}"#),
