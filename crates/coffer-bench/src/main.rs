@@ -228,8 +228,9 @@ fn main() -> anyhow::Result<()> {
     if args.duration.is_nan() || args.duration <= 0.0 || args.warmup.is_nan() || args.warmup < 0.0 {
         bail!("--duration must be positive and --warmup not negative");
     }
+    // Setup and bookkeeping; the load runs on threads of its own (`load::run`).
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads)
+        .worker_threads(1)
         .enable_all()
         .build()?;
     let report = rt.block_on(run(&args))?;
@@ -376,6 +377,7 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
                     path: s.path().to_owned(),
                     body,
                     connections: args.connections,
+                    threads: args.threads,
                     warmup: Duration::from_secs_f64(args.warmup),
                     duration: Duration::from_secs_f64(args.duration),
                 };
