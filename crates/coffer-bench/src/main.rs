@@ -6,6 +6,7 @@
 //! runs this; see BENCHMARKS.md for a run on the reference machine.
 
 mod cpu;
+mod disk;
 mod http;
 mod load;
 mod report;
@@ -218,6 +219,8 @@ pub(crate) struct RunInfo {
     pub(crate) warmup: f64,
     pub(crate) duration: f64,
     pub(crate) rounds: u32,
+    /// 4 KiB write + fdatasync in the work directory, (p50, p90) µs, before and after the scenarios.
+    pub(crate) disk: [Option<(f64, f64)>; 2],
 }
 
 fn main() -> anyhow::Result<()> {
@@ -248,6 +251,7 @@ async fn run(args: &Args) -> anyhow::Result<String> {
         args.scenarios.clone()
     };
     let work = tempfile::Builder::new().prefix("coffer-bench-").tempdir()?;
+    let disk_before = disk::sync_latency(work.path()).ok();
     let mut targets: Vec<Target> = Vec::new();
     if args.only != Some(Only::Openbao) {
         let bin = args
@@ -278,6 +282,7 @@ async fn run(args: &Args) -> anyhow::Result<String> {
         targets.push(Target::start_openbao(&bin, work.path())?);
     }
     let result = measure(args, &scenarios, &mut targets).await;
+    let disk_after = disk::sync_latency(work.path()).ok();
     if result.is_err() {
         let kept = work.keep();
         eprintln!("(work directory with the servers' logs kept in {})", kept.display());
@@ -299,6 +304,7 @@ async fn run(args: &Args) -> anyhow::Result<String> {
         warmup: args.warmup,
         duration: args.duration,
         rounds: args.rounds,
+        disk: [disk_before, disk_after],
     };
     Ok(report::render(&info, &scenarios, &results))
 }

@@ -323,6 +323,13 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
         cpu_idle(),
         now()
     );
+    if let [Some(before), Some(after)] = info.disk {
+        let _ = writeln!(
+            out,
+            "- Disk: a 4 KiB write + fdatasync in the work directory took {:.0} µs (median; p90 {:.0}) before the scenarios and {:.0} µs (p90 {:.0}) after.",
+            before.0, before.1, after.0, after.1
+        );
+    }
     let versions: Vec<String> = results
         .iter()
         .map(|r| format!("{}: {}", r.label, r.version.lines().next().unwrap_or("")))

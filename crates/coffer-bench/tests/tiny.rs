@@ -78,6 +78,8 @@ fn tiny_run_prints_the_table() {
     assert!(header.contains("audit on ÷ off"), "{header}");
     assert!(stdout.contains("- Command: `"), "{stdout}");
     assert!(stdout.contains("- Machine: "), "{stdout}");
+    let disk = stdout.lines().find(|l| l.starts_with("- Disk: ")).expect("a Disk line");
+    assert!(disk.contains(" µs (median; p90 ") && disk.contains(" after."), "{disk}");
     assert!(
         stdout.contains(", 2 rounds; each target's median round is shown"),
         "{stdout}"
