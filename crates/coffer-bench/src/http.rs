@@ -1,6 +1,6 @@
 //! Plain HTTP/1.1 over hyper's connection API: one-shot JSON calls for
-//! setting targets up (off the hot path), and the connection helper the load
-//! generator shares.
+//! setting targets up and reading their figures (the load itself is
+//! `load.rs`'s).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,10 +15,10 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpStream;
 
-pub(crate) type Sender = SendRequest<Full<Bytes>>;
+type Sender = SendRequest<Full<Bytes>>;
 
 /// Opens one keep-alive HTTP/1.1 connection; its driver runs as its own task.
-pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
+async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
     let stream = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
@@ -32,7 +32,7 @@ pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
 }
 
 /// Builds a request with the headers every call carries.
-pub(crate) fn request(
+fn request(
     method: Method,
     host: &HeaderValue,
     path: &str,
