@@ -319,8 +319,11 @@ async fn metrics_count_requests_and_audit_commits() {
     assert!(records >= 21.0, "{records}");
     let commits = value(&after, "coffer_audit_commit_duration_seconds_count")
         - value(&before, "coffer_audit_commit_duration_seconds_count");
+    // A commit carries records, or only a checkpoint over records committed
+    // since the last one (once the writer idles 10 ms, as on a slow host
+    // between requests): at most one of those per batch.
     assert!(
-        commits >= 1.0 && commits <= records + 1.0,
+        commits >= 1.0 && commits <= 2.0 * records,
         "{commits} commits, {records} records"
     );
     assert!(value(&after, "coffer_audit_commit_duration_seconds_sum") > 0.0);
