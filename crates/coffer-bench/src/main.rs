@@ -123,6 +123,12 @@ struct Args {
     /// Concurrent keep-alive connections (like `wrk -c`).
     #[arg(long, default_value_t = 16)]
     connections: usize,
+    /// Single encrypt and decrypt also at these connection counts (comma-separated;
+    /// `--connections` is reused, not run twice), for each target's best
+    /// throughput: a server bound by its durable audit commit scales with
+    /// concurrency, a CPU-bound one does not. Coffer with audit off is left out.
+    #[arg(long, value_delimiter = ',', default_value = "8,16,32,64")]
+    sweep: Vec<usize>,
     /// Load-generator threads (like `wrk -t`); they share the machine with the server.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -206,6 +212,8 @@ pub(crate) struct TargetResult {
     pub(crate) cpu: Vec<(Scenario, cpu::Usage, u64)>,
     /// Per scenario, all rounds: Coffer's requests and audit commits (counts, times, records).
     pub(crate) totals: Vec<(Scenario, targets::ServerTotals)>,
+    /// Single requests by connection count (`--sweep`), the median round of each.
+    pub(crate) sweep: Vec<(Scenario, usize, Outcome)>,
     pub(crate) idle_rss: Option<u64>,
     pub(crate) peak_rss: Option<u64>,
     /// Remarks for under the table.
@@ -219,14 +227,16 @@ pub(crate) struct RunInfo {
     pub(crate) warmup: f64,
     pub(crate) duration: f64,
     pub(crate) rounds: u32,
+    /// Connection counts of the sweep, ascending.
+    pub(crate) sweep: Vec<usize>,
     /// 4 KiB write + fdatasync in the work directory, (p50, p90) µs, before and after the scenarios.
     pub(crate) disk: [Option<(f64, f64)>; 2],
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.connections == 0 || args.threads == 0 {
-        bail!("--connections and --threads must be at least 1");
+    if args.connections == 0 || args.threads == 0 || args.sweep.contains(&0) {
+        bail!("--connections, --threads and --sweep counts must be at least 1");
     }
     if args.duration.is_nan() || args.duration <= 0.0 || args.warmup.is_nan() || args.warmup < 0.0 {
         bail!("--duration must be positive and --warmup not negative");
@@ -304,6 +314,7 @@ async fn run(args: &Args) -> anyhow::Result<String> {
         warmup: args.warmup,
         duration: args.duration,
         rounds: args.rounds,
+        sweep: sweep_levels(args),
         disk: [disk_before, disk_after],
     };
     Ok(report::render(&info, &scenarios, &results))
@@ -333,6 +344,7 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
             audit: Vec::new(),
             cpu: Vec::new(),
             totals: Vec::new(),
+            sweep: Vec::new(),
             idle_rss: None,
             peak_rss: None,
             notes: Vec::new(),
@@ -377,20 +389,8 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
                     refused[i] = Some(format!("status {status}: {msg}"));
                     continue;
                 }
-                let load = Load {
-                    addr: t.addr,
-                    token: t.token.clone(),
-                    path: s.path().to_owned(),
-                    body,
-                    connections: args.connections,
-                    threads: args.threads,
-                    warmup: Duration::from_secs_f64(args.warmup),
-                    duration: Duration::from_secs_f64(args.duration),
-                };
                 let before_totals = t.server_totals().await?;
-                let before_cpu = cpu::Snapshot::take(t.pid());
-                let m = load::run(&load).await?;
-                let used = cpu::Snapshot::take(t.pid()).since(&before_cpu);
+                let (m, used) = drive(t, s, body, args.connections, args, round).await?;
                 results[i].cpu.push((s, used, m.sent));
                 if let (Some(b), Some(a)) = (before_totals, t.server_totals().await?) {
                     let delta = a.since(&b);
@@ -400,30 +400,6 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
                     }
                 }
                 requests[i] += m.sent;
-                let round_label = if args.rounds > 1 {
-                    format!(" (round {round}/{})", args.rounds)
-                } else {
-                    String::new()
-                };
-                eprintln!(
-                    "   {:<10} {:<20} {:>10.0} req/s {:>12.0} items/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  \
-                     CPU (cores): server {:.2}, load generator {:.2}, other {:.2}, irq {:.2}, steal {:.2}{round_label}",
-                    s.name(),
-                    t.label,
-                    m.per_second(),
-                    m.per_second() * s.items() as f64,
-                    m.p50.as_secs_f64() * 1e3,
-                    m.p99.as_secs_f64() * 1e3,
-                    m.errors,
-                    used.server / used.wall,
-                    used.load_generator / used.wall,
-                    used.other / used.wall,
-                    used.irq / used.wall,
-                    used.steal / used.wall,
-                );
-                if let Some(e) = &m.first_error {
-                    eprintln!("      first error: {e}");
-                }
                 rounds[i].push(m);
                 // A short pause so one target's leftovers (GC, checkpoints) land outside the next run.
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -432,13 +408,7 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
         for (i, t) in targets.iter().enumerate() {
             let outcome = match refused[i].take() {
                 Some(msg) => Outcome::Refused(msg),
-                None => {
-                    // The median round by throughput (the upper one of an even count).
-                    let mut runs = std::mem::take(&mut rounds[i]);
-                    runs.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
-                    let mid = runs.len() / 2;
-                    Outcome::Measured(runs.swap_remove(mid))
-                }
+                None => Outcome::Measured(median(std::mem::take(&mut rounds[i]))),
             };
             marks.push(Mark {
                 target: i,
@@ -450,8 +420,11 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
             results[i].outcomes.push((s, outcome));
         }
     }
-    for (t, r) in targets.iter_mut().zip(results.iter_mut()) {
+    for (t, r) in targets.iter().zip(results.iter_mut()) {
         r.peak_rss = targets::proc_status_kb(t.pid(), "VmHWM");
+    }
+    sweep(args, scenarios, targets, &mut results).await?;
+    for t in targets.iter_mut() {
         t.stop();
     }
     for (i, t) in targets.iter().enumerate() {
@@ -500,4 +473,130 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
         }
     }
     Ok(results)
+}
+
+/// The sweep's connection counts: sorted, without repeats.
+fn sweep_levels(args: &Args) -> Vec<usize> {
+    let mut levels = args.sweep.clone();
+    levels.sort_unstable();
+    levels.dedup();
+    levels
+}
+
+/// The median round by throughput (the upper one of an even count).
+fn median(mut runs: Vec<Measured>) -> Measured {
+    runs.sort_by(|a, b| a.per_second().total_cmp(&b.per_second()));
+    let mid = runs.len() / 2;
+    runs.swap_remove(mid)
+}
+
+/// One load run on one target; its line goes to stderr.
+async fn drive(
+    t: &Target,
+    s: Scenario,
+    body: Bytes,
+    connections: usize,
+    args: &Args,
+    round: u32,
+) -> anyhow::Result<(Measured, cpu::Usage)> {
+    let load = Load {
+        addr: t.addr,
+        token: t.token.clone(),
+        path: s.path().to_owned(),
+        body,
+        connections,
+        threads: args.threads,
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+    };
+    let before = cpu::Snapshot::take(t.pid());
+    let m = load::run(&load).await?;
+    let used = cpu::Snapshot::take(t.pid()).since(&before);
+    let round_label = if args.rounds > 1 {
+        format!(" (round {round}/{})", args.rounds)
+    } else {
+        String::new()
+    };
+    let conns = if connections == args.connections {
+        String::new()
+    } else {
+        format!(" ({connections} connections)")
+    };
+    eprintln!(
+        "   {:<10} {:<20} {:>10.0} req/s {:>12.0} items/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  \
+         CPU (cores): server {:.2}, load generator {:.2}, other {:.2}, irq {:.2}, steal {:.2}{conns}{round_label}",
+        s.name(),
+        t.label,
+        m.per_second(),
+        m.per_second() * s.items() as f64,
+        m.p50.as_secs_f64() * 1e3,
+        m.p99.as_secs_f64() * 1e3,
+        m.errors,
+        used.server / used.wall,
+        used.load_generator / used.wall,
+        used.other / used.wall,
+        used.irq / used.wall,
+        used.steal / used.wall,
+    );
+    if let Some(e) = &m.first_error {
+        eprintln!("      first error: {e}");
+    }
+    Ok((m, used))
+}
+
+/// Single encrypt and decrypt at each `--sweep` connection count, alternating
+/// targets per round like the scenarios; `--connections` reuses its scenario's result.
+async fn sweep(
+    args: &Args,
+    scenarios: &[Scenario],
+    targets: &[Target],
+    results: &mut [TargetResult],
+) -> anyhow::Result<()> {
+    let pt = STANDARD.encode(plaintext(0));
+    let singles: Vec<Scenario> = scenarios
+        .iter()
+        .copied()
+        .filter(|s| matches!(s, Scenario::Encrypt | Scenario::Decrypt))
+        .collect();
+    let swept: Vec<usize> = (0..targets.len())
+        .filter(|&i| targets[i].kind != (Kind::Coffer { audit: false }))
+        .collect();
+    for level in sweep_levels(args) {
+        for &s in &singles {
+            // Targets that refused the scenario stay out of its sweep.
+            let live: Vec<usize> = swept
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    matches!(
+                        results[i].outcomes.iter().find(|o| o.0 == s),
+                        Some((_, Outcome::Measured(_)))
+                    )
+                })
+                .collect();
+            if level == args.connections {
+                for &i in &live {
+                    if let Some((_, o)) = results[i].outcomes.iter().find(|o| o.0 == s) {
+                        let o = o.clone();
+                        results[i].sweep.push((s, level, o));
+                    }
+                }
+                continue;
+            }
+            let mut rounds: Vec<Vec<Measured>> = vec![Vec::new(); targets.len()];
+            for round in 1..=args.rounds {
+                for &i in &live {
+                    let t = &targets[i];
+                    let (m, _) = drive(t, s, s.body(&pt, &t.ciphertext), level, args, round).await?;
+                    rounds[i].push(m);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            for &i in &live {
+                let m = median(std::mem::take(&mut rounds[i]));
+                results[i].sweep.push((s, level, Outcome::Measured(m)));
+            }
+        }
+    }
+    Ok(())
 }

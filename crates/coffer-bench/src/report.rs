@@ -369,6 +369,7 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
          Items/s = req/s × items per request. Latency is per request, measured by the client. \
          Audit bytes: Coffer's audit.db rows (prev + payload + 16), OpenBao's audit.log growth, per request.\n",
     );
+    render_sweep(&mut out, info, results);
     let mut notes = Vec::new();
     for r in results {
         notes.extend(r.notes.iter().map(|n| format!("- {n}")));
@@ -382,6 +383,18 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
                 }
             }
         }
+        for (s, n, o) in &r.sweep {
+            if let Outcome::Measured(m) = o
+                && let Some(e) = &m.first_error
+                && *n != info.connections
+            {
+                notes.push(format!(
+                    "- {} `{}` at {n} connections, first error: {e}",
+                    r.label,
+                    s.name()
+                ));
+            }
+        }
     }
     if !notes.is_empty() {
         out.push('\n');
@@ -390,6 +403,99 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
         }
     }
     out
+}
+
+/// Throughput and p99 by connection count, then each target's best count.
+fn render_sweep(out: &mut String, info: &RunInfo, results: &[TargetResult]) {
+    let swept: Vec<&TargetResult> = results.iter().filter(|r| !r.sweep.is_empty()).collect();
+    if swept.is_empty() {
+        return;
+    }
+    let mut head = vec!["scenario".to_owned(), "connections".to_owned()];
+    for r in &swept {
+        head.push(format!("{} req/s", r.label));
+        head.push(format!("{} p99 ms", r.label));
+        head.push(format!("{} errors", r.label));
+    }
+    let pair = swept.len() == 2;
+    if pair {
+        head.push(format!("{} ÷ {}", swept[0].label, swept[1].label));
+    }
+    let get = |r: &TargetResult, s: Scenario, n: usize| {
+        r.sweep.iter().find_map(|(x, k, o)| match o {
+            Outcome::Measured(m) if *x == s && *k == n => Some(m.clone()),
+            _ => None,
+        })
+    };
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for s in [Scenario::Encrypt, Scenario::Decrypt] {
+        if !swept.iter().any(|r| r.sweep.iter().any(|x| x.0 == s)) {
+            continue;
+        }
+        let mut bests: Vec<Option<(usize, crate::load::Measured)>> = vec![None; swept.len()];
+        for &n in &info.sweep {
+            let mut line = vec![s.name().to_owned(), n.to_string()];
+            let mut rates = Vec::new();
+            for (k, r) in swept.iter().enumerate() {
+                match get(r, s, n) {
+                    Some(m) => {
+                        line.push(thousands(m.per_second()));
+                        line.push(show(&Cell::Num(m.p99.as_secs_f64() * 1e3), Fmt::Millis));
+                        line.push(thousands(m.errors as f64));
+                        rates.push(Cell::Num(m.per_second()));
+                        if bests[k].as_ref().is_none_or(|b| m.per_second() > b.1.per_second()) {
+                            bests[k] = Some((n, m));
+                        }
+                    }
+                    None => {
+                        line.extend(["—".to_owned(), "—".to_owned(), "—".to_owned()]);
+                        rates.push(Cell::None);
+                    }
+                }
+            }
+            if pair {
+                line.push(ratio(&rates[0], &rates[1], Fmt::Count));
+            }
+            rows.push(line);
+        }
+        let mut line = vec![s.name().to_owned(), "**best**".to_owned()];
+        let mut rates = Vec::new();
+        for b in &bests {
+            match b {
+                Some((n, m)) => {
+                    line.push(format!("**{}** (at {n})", thousands(m.per_second())));
+                    line.push(show(&Cell::Num(m.p99.as_secs_f64() * 1e3), Fmt::Millis));
+                    line.push(thousands(m.errors as f64));
+                    rates.push(Cell::Num(m.per_second()));
+                }
+                None => {
+                    line.extend(["—".to_owned(), "—".to_owned(), "—".to_owned()]);
+                    rates.push(Cell::None);
+                }
+            }
+        }
+        if pair {
+            line.push(format!("**{}**", ratio(&rates[0], &rates[1], Fmt::Count)));
+        }
+        rows.push(line);
+    }
+    let _ = writeln!(
+        out,
+        "\nSingle requests by connection count (`--sweep`; the same load generator, each count's median round; \
+         {} connections are the table's runs above). **best** is each target's highest throughput over the counts, \
+         and the ratio compares the two bests.\n",
+        info.connections
+    );
+    let _ = writeln!(out, "| {} |", head.join(" | "));
+    let align: Vec<&str> = head
+        .iter()
+        .enumerate()
+        .map(|(i, _)| if i < 2 { "---" } else { "---:" })
+        .collect();
+    let _ = writeln!(out, "| {} |", align.join(" | "));
+    for r in &rows {
+        let _ = writeln!(out, "| {} |", r.join(" | "));
+    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ fn tiny_run_prints_the_table() {
     cmd.arg("--coffer-bin")
         .arg(&coffer)
         .args(["--audit", "both", "--duration", "0.5", "--warmup", "0", "--rounds", "2"])
-        .args(["--connections", "2", "--threads", "1", "--out"])
+        .args(["--connections", "2", "--sweep", "4,1,2", "--threads", "1", "--out"])
         .arg(out.path());
     if !with_bao {
         cmd.args(["--only", "coffer"]);
@@ -131,6 +131,44 @@ fn tiny_run_prints_the_table() {
         }
         if with_bao && s == "batch1000" {
             assert_eq!(rps[1], "refused", "OpenBao refuses 1,000 items: {rps:?}");
+        }
+    }
+    // The sweep: audit-on Coffer (and OpenBao) at 1, 2 and 4 connections; 2 reuses the scenario's run.
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("| scenario | connections |"))
+        .expect("a sweep table");
+    assert!(!header.contains("audit off"), "{header}");
+    assert_eq!(header.contains("| OpenBao req/s |"), with_bao, "{header}");
+    let targets = if with_bao { 2 } else { 1 };
+    for n in [1, 4] {
+        assert_eq!(
+            stderr.matches(&format!("({n} connections)")).count(),
+            2 * 2 * targets,
+            "encrypt and decrypt, 2 rounds each:\n{stderr}"
+        );
+    }
+    for s in ["encrypt", "decrypt"] {
+        let mut rates = Vec::new();
+        for n in ["1", "2", "4"] {
+            let cells = row(&stdout, &format!("{s} | {n}"));
+            assert_eq!(cells[0], n, "{cells:?}");
+            for t in 0..targets {
+                assert!(number(cells[1 + 3 * t]) > 0.0, "{s} at {n}: {cells:?}");
+                assert_eq!(cells[3 + 3 * t], "0", "{s} at {n}: errors {cells:?}");
+            }
+            rates.push(cells[1].to_owned());
+        }
+        assert_eq!(
+            rates[1],
+            row(&stdout, &format!("{s}: req/s"))[0],
+            "2 connections is the scenario's run"
+        );
+        let best = row(&stdout, &format!("{s} | **best**"));
+        let top = rates.iter().max_by(|a, b| number(a).total_cmp(&number(b))).unwrap();
+        assert!(best[1].starts_with(&format!("**{top}** (at ")), "{best:?} {rates:?}");
+        if with_bao {
+            assert!(best[7].ends_with("×**"), "{best:?}");
         }
     }
     let items = row(&stdout, "batch100: items/s");
