@@ -420,6 +420,7 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
             results[i].outcomes.push((s, outcome));
         }
     }
+    // Peak RSS under the scenarios above, before the sweep's heavier loads.
     for (t, r) in targets.iter().zip(results.iter_mut()) {
         r.peak_rss = targets::proc_status_kb(t.pid(), "VmHWM");
     }
