@@ -353,16 +353,7 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
         }
     );
     out.push('\n');
-    let _ = writeln!(out, "| {} |", head.join(" | "));
-    let align: Vec<&str> = head
-        .iter()
-        .enumerate()
-        .map(|(i, _)| if i == 0 { "---" } else { "---:" })
-        .collect();
-    let _ = writeln!(out, "| {} |", align.join(" | "));
-    for r in &rows {
-        let _ = writeln!(out, "| {} |", r.join(" | "));
-    }
+    write_table(&mut out, &head, &rows, 1);
     out.push('\n');
     out.push_str(
         "Ratios are left ÷ right (throughput: above 1 is better; latency, bytes, memory: below 1 is better). \
@@ -427,6 +418,14 @@ fn render_sweep(out: &mut String, info: &RunInfo, results: &[TargetResult]) {
             _ => None,
         })
     };
+    // A target's three columns: the rate as given, p99, errors.
+    let cells = |m: &crate::load::Measured, rate: String| {
+        [
+            rate,
+            show(&Cell::Num(m.p99.as_secs_f64() * 1e3), Fmt::Millis),
+            thousands(m.errors as f64),
+        ]
+    };
     let mut rows: Vec<Vec<String>> = Vec::new();
     for s in [Scenario::Encrypt, Scenario::Decrypt] {
         if !swept.iter().any(|r| r.sweep.iter().any(|x| x.0 == s)) {
@@ -439,9 +438,7 @@ fn render_sweep(out: &mut String, info: &RunInfo, results: &[TargetResult]) {
             for (k, r) in swept.iter().enumerate() {
                 match get(r, s, n) {
                     Some(m) => {
-                        line.push(thousands(m.per_second()));
-                        line.push(show(&Cell::Num(m.p99.as_secs_f64() * 1e3), Fmt::Millis));
-                        line.push(thousands(m.errors as f64));
+                        line.extend(cells(&m, thousands(m.per_second())));
                         rates.push(Cell::Num(m.per_second()));
                         if bests[k].as_ref().is_none_or(|b| m.per_second() > b.1.per_second()) {
                             bests[k] = Some((n, m));
@@ -463,9 +460,7 @@ fn render_sweep(out: &mut String, info: &RunInfo, results: &[TargetResult]) {
         for b in &bests {
             match b {
                 Some((n, m)) => {
-                    line.push(format!("**{}** (at {n})", thousands(m.per_second())));
-                    line.push(show(&Cell::Num(m.p99.as_secs_f64() * 1e3), Fmt::Millis));
-                    line.push(thousands(m.errors as f64));
+                    line.extend(cells(m, format!("**{}** (at {n})", thousands(m.per_second()))));
                     rates.push(Cell::Num(m.per_second()));
                 }
                 None => {
@@ -486,14 +481,17 @@ fn render_sweep(out: &mut String, info: &RunInfo, results: &[TargetResult]) {
          and the ratio compares the two bests.\n",
         info.connections
     );
+    write_table(out, &head, &rows, 2);
+}
+
+/// A markdown table: the first `text_columns` left-aligned, the numbers right-aligned.
+fn write_table(out: &mut String, head: &[String], rows: &[Vec<String>], text_columns: usize) {
     let _ = writeln!(out, "| {} |", head.join(" | "));
-    let align: Vec<&str> = head
-        .iter()
-        .enumerate()
-        .map(|(i, _)| if i < 2 { "---" } else { "---:" })
+    let align: Vec<&str> = (0..head.len())
+        .map(|i| if i < text_columns { "---" } else { "---:" })
         .collect();
     let _ = writeln!(out, "| {} |", align.join(" | "));
-    for r in &rows {
+    for r in rows {
         let _ = writeln!(out, "| {} |", r.join(" | "));
     }
 }
