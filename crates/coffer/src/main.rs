@@ -67,28 +67,35 @@ fn normalise_args() -> Vec<String> {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Scheduler ticks between the runtime's polls for I/O (tokio's default is
-/// 61). A request read a few tasks earlier joins the audit commit being
-/// gathered instead of waiting a whole commit for the next one: +7–12%
-/// single requests at 16 connections (BENCHMARKS.md).
-const EVENT_INTERVAL: u32 = 2;
+/// Scheduler ticks between the runtime's polls for I/O with the audit on
+/// (tokio's default, 61, otherwise). A request read a few tasks earlier
+/// joins the audit commit being gathered instead of waiting a whole commit
+/// for the next one: +7–12% single requests at 16 connections; without a
+/// commit to join the extra polls only cost CPU (BENCHMARKS.md).
+const AUDITED_EVENT_INTERVAL: u32 = 2;
+const DEFAULT_EVENT_INTERVAL: u32 = 61;
+
+fn runtime(event_interval: u32) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .event_interval(event_interval)
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the runtime: {e}"))
+}
 
 fn main() -> ExitCode {
     let args = Args::parse_from(normalise_args());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .event_interval(EVENT_INTERVAL)
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let result = match args.command {
-        Command::Server(s) => runtime.block_on(server::run(s)),
-        Command::Client(c) => runtime.block_on(cli::run(args.conn, c)),
+        Command::Server(s) => server::config(&s).and_then(|config| {
+            let audited = config.as_ref().is_none_or(|c| c.audit.enabled);
+            let interval = if audited {
+                AUDITED_EVENT_INTERVAL
+            } else {
+                DEFAULT_EVENT_INTERVAL
+            };
+            runtime(interval)?.block_on(server::run(s, config))
+        }),
+        Command::Client(c) => runtime(DEFAULT_EVENT_INTERVAL).and_then(|r| r.block_on(cli::run(args.conn, c))),
     };
     match result {
         Ok(code) => code,

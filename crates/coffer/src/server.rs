@@ -69,9 +69,20 @@ fn init_logging() {
         .try_init();
 }
 
-pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    init_logging();
+/// The configuration a `--config` server runs with; `None` for `--dev`.
+pub(crate) fn config(args: &ServerArgs) -> anyhow::Result<Option<Config>> {
     if args.dev {
+        return Ok(None);
+    }
+    let Some(path) = &args.config else {
+        bail!("--config FILE or --dev is required")
+    };
+    Ok(Some(Config::load(path)?))
+}
+
+pub(crate) async fn run(args: ServerArgs, config: Option<Config>) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let Some(config) = config else {
         return run_dev(
             DevOptions {
                 root_token_id: args.dev_root_token_id,
@@ -81,11 +92,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             args.dev_tls_cert_dir,
         )
         .await;
-    }
-    let Some(path) = args.config else {
-        bail!("--config FILE or --dev is required")
     };
-    let config = Config::load(&path)?;
     coffer_server::harden_process(config.disable_mlock);
     let tls = tls_for(&config.listener)?;
     let core = coffer_server::open(&config).await.context("opening storage")?;
