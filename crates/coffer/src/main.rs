@@ -75,6 +75,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const AUDITED_EVENT_INTERVAL: u32 = 2;
 const DEFAULT_EVENT_INTERVAL: u32 = 61;
 
+/// `None` is `--dev`, whose audit is always on.
+fn event_interval(config: Option<&coffer_server::Config>) -> u32 {
+    if config.is_none_or(|c| c.audit.enabled) {
+        AUDITED_EVENT_INTERVAL
+    } else {
+        DEFAULT_EVENT_INTERVAL
+    }
+}
+
 fn runtime(event_interval: u32) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -86,15 +95,8 @@ fn runtime(event_interval: u32) -> anyhow::Result<tokio::runtime::Runtime> {
 fn main() -> ExitCode {
     let args = Args::parse_from(normalise_args());
     let result = match args.command {
-        Command::Server(s) => server::config(&s).and_then(|config| {
-            let audited = config.as_ref().is_none_or(|c| c.audit.enabled);
-            let interval = if audited {
-                AUDITED_EVENT_INTERVAL
-            } else {
-                DEFAULT_EVENT_INTERVAL
-            };
-            runtime(interval)?.block_on(server::run(s, config))
-        }),
+        Command::Server(s) => server::config(&s)
+            .and_then(|config| runtime(event_interval(config.as_ref()))?.block_on(server::run(s, config))),
         Command::Client(c) => runtime(DEFAULT_EVENT_INTERVAL).and_then(|r| r.block_on(cli::run(args.conn, c))),
     };
     match result {
@@ -103,5 +105,22 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_for_io_often_only_with_the_audit_on() {
+        let base = "[storage]\npath = \"/x\"\n[listener]\naddress = \"127.0.0.1:8200\"\ntls_disable = true\n";
+        let on = coffer_server::Config::parse(base).unwrap();
+        let off = coffer_server::Config::parse(&format!("{base}[audit]\nenabled = false\n")).unwrap();
+        assert!(on.audit.enabled && !off.audit.enabled);
+        assert_eq!(event_interval(None), AUDITED_EVENT_INTERVAL);
+        assert_eq!(event_interval(Some(&on)), AUDITED_EVENT_INTERVAL);
+        assert_eq!(event_interval(Some(&off)), DEFAULT_EVENT_INTERVAL);
+        assert_ne!(AUDITED_EVENT_INTERVAL, DEFAULT_EVENT_INTERVAL);
     }
 }
