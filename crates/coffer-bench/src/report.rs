@@ -299,6 +299,11 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
     row("irq + softirq (loopback TCP), cores (mean)".into(), Fmt::Cores, &|r| {
         cores(r, |u| u.irq)
     });
+    // Steal accrues when a halted vCPU waits for the host to run it again,
+    // so a server that often sleeps and wakes shows more of it than a busy one.
+    row("hypervisor steal, cores (mean)".into(), Fmt::Cores, &|r| {
+        cores(r, |u| u.steal)
+    });
     row("hypervisor steal, cores (max)".into(), Fmt::Cores, &|r| {
         max_cores(r, |u| u.steal)
     });
