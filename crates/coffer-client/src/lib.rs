@@ -53,12 +53,23 @@ impl std::fmt::Debug for TlsOptions {
 
 pub type Result<T> = std::result::Result<T, ClientError>;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     addr: String,
     token: Option<String>,
     namespace: Option<String>,
+}
+
+/// The token is a credential: `{:?}` shows only whether there is one.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("namespace", &self.namespace)
+            .finish()
+    }
 }
 
 impl Client {
@@ -178,5 +189,18 @@ impl Client {
             .as_str()
             .ok_or_else(|| ClientError::Protocol("no plaintext".into()))?;
         STANDARD.decode(b64).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_token() {
+        let c = Client::new("http://127.0.0.1:1", Some("s.very-secret-token".into())).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("very-secret-token"), "{shown}");
+        assert!(shown.contains("[redacted]") && shown.contains("127.0.0.1:1"), "{shown}");
     }
 }

@@ -194,6 +194,8 @@ pub struct ConfigChange {
 
 /// Vault refuses rotation periods below an hour (other than 0, "off").
 pub const MIN_AUTO_ROTATE_PERIOD: u64 = 3600;
+/// A century: longer periods would overflow a deadline in seconds.
+pub const MAX_AUTO_ROTATE_PERIOD: u64 = 100 * 365 * 86_400;
 
 impl Keyring {
     /// A new keyring with version 1.
@@ -386,9 +388,9 @@ impl Keyring {
             )));
         }
         if let Some(p) = change.auto_rotate_period {
-            if p != 0 && p < MIN_AUTO_ROTATE_PERIOD {
+            if p != 0 && !(MIN_AUTO_ROTATE_PERIOD..=MAX_AUTO_ROTATE_PERIOD).contains(&p) {
                 return Err(Error::InvalidArgument(
-                    "auto rotate period must be 0 to disable or at least an hour".into(),
+                    "auto rotate period must be 0 to disable, or between an hour and 100 years".into(),
                 ));
             }
             c.auto_rotate_period = p;
@@ -524,13 +526,16 @@ mod tests {
             })
             .is_err()
         );
-        assert!(
-            r.configure(&ConfigChange {
-                auto_rotate_period: Some(10),
-                ..Default::default()
-            })
-            .is_err()
-        );
+        for p in [10, MAX_AUTO_ROTATE_PERIOD + 1, u64::MAX] {
+            assert!(
+                r.configure(&ConfigChange {
+                    auto_rotate_period: Some(p),
+                    ..Default::default()
+                })
+                .is_err(),
+                "period {p}"
+            );
+        }
         assert_eq!(r.config, before, "a refused change must change nothing");
         assert!(r.trim(2).is_err());
         assert!(r.trim(0).is_err());

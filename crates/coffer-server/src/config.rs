@@ -216,13 +216,16 @@ pub enum ConfigError {
 impl Config {
     /// Cache sizes and rotation policies for the server state.
     pub fn core_options(&self) -> Result<crate::core::CoreOptions, String> {
+        use coffer_core::keyring::{MAX_AUTO_ROTATE_PERIOD, MIN_AUTO_ROTATE_PERIOD};
         let period = |s: &str| crate::params::parse_duration(s).ok_or_else(|| format!("invalid duration {s:?}"));
         let mut default_rotation = std::collections::HashMap::new();
         for (ty, p) in &self.rotation.default_period {
             coffer_core::keyring::KeyType::parse(ty).map_err(|e| format!("[rotation.default_period]: {e}"))?;
             let secs = period(p)?;
-            if secs != 0 && secs < coffer_core::keyring::MIN_AUTO_ROTATE_PERIOD {
-                return Err(format!("[rotation.default_period] {ty}: at least an hour, or 0"));
+            if secs != 0 && !(MIN_AUTO_ROTATE_PERIOD..=MAX_AUTO_ROTATE_PERIOD).contains(&secs) {
+                return Err(format!(
+                    "[rotation.default_period] {ty}: between an hour and 100 years, or 0"
+                ));
             }
             default_rotation.insert(ty.clone(), secs);
         }
@@ -230,7 +233,10 @@ impl Config {
             key_cache: self.cache.keys.max(1),
             tenant_cache: self.cache.tenants.max(1),
             default_rotation,
-            tenant_rotation: period(&self.rotation.tenant_key_period)?,
+            tenant_rotation: match period(&self.rotation.tenant_key_period)? {
+                p if p > MAX_AUTO_ROTATE_PERIOD => return Err("[rotation] tenant_key_period: at most 100 years".into()),
+                p => p,
+            },
         })
     }
 
@@ -391,6 +397,29 @@ mod tests {
             "max_request_bytes = 10",
             "request_timeout = \"soon\"",
             "burst = 1",
+        ] {
+            assert!(Config::parse(&format!("{base}{bad}\n")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rotation_periods_are_bounded() {
+        let base = "[storage]\npath = \"/x\"\n[listener]\naddress = \"127.0.0.1:1\"\ntls_disable = true\n[rotation]\n";
+        let ok = Config::parse(&format!(
+            "{base}tenant_key_period = \"8760h\"\ndefault_period.\"aes256-gcm96\" = \"2160h\"\n"
+        ))
+        .unwrap()
+        .core_options()
+        .unwrap();
+        assert_eq!(ok.tenant_rotation, 8760 * 3600);
+        assert_eq!(ok.default_rotation["aes256-gcm96"], 2160 * 3600);
+        // Periods past a century would overflow a deadline in seconds (u64::MAX wraps to -1).
+        for bad in [
+            "tenant_key_period = \"18446744073709551615\"",
+            "tenant_key_period = \"9223372036854775807\"",
+            "default_period.\"aes256-gcm96\" = \"18446744073709551615\"",
+            "default_period.\"aes256-gcm96\" = \"876001h\"",
+            "default_period.\"aes256-gcm96\" = \"10m\"",
         ] {
             assert!(Config::parse(&format!("{base}{bad}\n")).is_err(), "{bad}");
         }

@@ -300,7 +300,8 @@ impl Core {
     }
 
     pub(crate) fn next_tenant_rotation(&self, from: i64) -> Option<i64> {
-        (self.options.tenant_rotation > 0).then(|| from + self.options.tenant_rotation as i64)
+        let period = i64::try_from(self.options.tenant_rotation).unwrap_or(i64::MAX);
+        (period > 0).then(|| from.saturating_add(period))
     }
 
     pub fn is_initialized(&self) -> bool {

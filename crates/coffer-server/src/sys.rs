@@ -61,6 +61,8 @@ fn health(core: &Core, req: &Request) -> Reply {
         req.query
             .get(name)
             .and_then(|v| v.parse::<u16>().ok())
+            // A 1xx is not a final answer: hyper would send 500 instead.
+            .filter(|c| (200..=599).contains(c))
             .and_then(|c| StatusCode::from_u16(c).ok())
             .unwrap_or(StatusCode::from_u16(default).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
     };

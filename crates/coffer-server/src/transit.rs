@@ -107,7 +107,8 @@ pub(crate) fn config_row(id: &KeyId, ring: &Keyring) -> ApiResult<TransitKeyRow>
 pub(crate) fn next_rotation(ring: &Keyring) -> Option<i64> {
     let c = &ring.config;
     let latest = c.version_created.get(&c.latest_version)?;
-    (c.auto_rotate_period > 0).then(|| latest + c.auto_rotate_period as i64)
+    let period = i64::try_from(c.auto_rotate_period).unwrap_or(i64::MAX);
+    (period > 0).then(|| latest.saturating_add(period))
 }
 
 pub(crate) fn version_op(id: &KeyId, tenant: &TenantKeys, version: u32, keys: &VersionKeys) -> ApiResult<Op> {
@@ -485,6 +486,10 @@ where
     if p.array("batch_input")?.is_none() {
         return one(p).map(|out| Reply::Data(out.into_value()));
     }
+    let fail_code = match fail_status {
+        Some(_) => partial_failure_code(p)?,
+        None => None,
+    };
     let items = p.take_array("batch_input");
     if items.is_empty() {
         return Err(ApiError::bad("missing batch input to process"));
@@ -505,11 +510,7 @@ where
         results.push(BatchItem { out, reference });
     }
     let status = match (failed, fail_status) {
-        (true, Some(default)) => p
-            .u32("partial_failure_response_code")?
-            .and_then(|c| u16::try_from(c).ok())
-            .and_then(|c| StatusCode::from_u16(c).ok())
-            .unwrap_or(default),
+        (true, Some(default)) => fail_code.unwrap_or(default),
         _ => StatusCode::OK,
     };
     Ok(Reply::Batch(BatchResults {
@@ -517,6 +518,31 @@ where
         items: results,
         empty_plaintext_on_error: false,
     }))
+}
+
+/// `partial_failure_response_code`: a final status (hyper answers a 1xx as 500).
+fn partial_failure_code(p: &Params) -> ApiResult<Option<StatusCode>> {
+    let Some(code) = p.u32("partial_failure_response_code")? else {
+        return Ok(None);
+    };
+    u16::try_from(code)
+        .ok()
+        .filter(|c| (200..=599).contains(c))
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::bad("partial_failure_response_code must be an HTTP status from 200 to 599"))
+}
+
+/// What `batch` refuses as a whole, checked before an upsert creates a key.
+fn batch_shape(p: &Params) -> ApiResult<()> {
+    let Some(items) = p.array("batch_input")? else {
+        return Ok(());
+    };
+    partial_failure_code(p)?;
+    for item in items {
+        Params::from_object(item.clone())?.str("reference")?;
+    }
+    Ok(())
 }
 
 /// How many items a request carries (1 unless it has `batch_input`).
@@ -564,6 +590,7 @@ async fn encrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mu
         None => {
             // Upsert, as Vault: the ACL already required `create` here.
             let key_type = key_type_param(p)?;
+            batch_shape(p)?;
             if !any_item_encrypts(p)? {
                 return batch(p, Some(StatusCode::BAD_REQUEST), |item| {
                     encrypt_input(item)?;

@@ -237,6 +237,31 @@ fn corpus(ct: &str, reader_accessor: &str) -> Vec<Case> {
         ("transit/keys/new4", json!({ "convergent_encryption": true })),
         ("transit/keys/new5", json!({ "exportable": "x" })),
         ("transit/keys/new6", json!({ "auto_rotate_period": "x" })),
+        // Past a century the deadline would wrap into the past: rotation every pass.
+        ("transit/keys/k/config", json!({ "auto_rotate_period": u64::MAX })),
+        ("transit/keys/k/config", json!({ "auto_rotate_period": "876001h" })),
+        ("transit/keys/new7", json!({ "auto_rotate_period": i64::MAX })),
+        // An upsert refused as a whole creates no key.
+        (
+            "transit/encrypt/new8",
+            json!({ "batch_input": [{ "plaintext": "aGk=", "reference": 1 }] }),
+        ),
+        (
+            "transit/encrypt/new9",
+            json!({ "batch_input": [{ "plaintext": "aGk=" }, 5] }),
+        ),
+        (
+            "transit/encrypt/new10",
+            json!({ "batch_input": [{ "plaintext": "aGk=" }], "partial_failure_response_code": 100 }),
+        ),
+        (
+            "transit/decrypt/k",
+            json!({ "batch_input": [{ "ciphertext": "x" }], "partial_failure_response_code": 100 }),
+        ),
+        (
+            "transit/decrypt/k",
+            json!({ "batch_input": [{ "ciphertext": "x" }], "partial_failure_response_code": 600 }),
+        ),
         ("transit/keys/a%20b", json!({})),
         ("transit/keys/%C3%B1", json!({})),
         ("transit/keys/a;b", json!({})),
