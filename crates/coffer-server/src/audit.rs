@@ -282,7 +282,7 @@ impl ChainState {
             Some(r) => (r.seq + 1, to_row(&r).link()),
             None => (1, [0u8; 32]),
         };
-        let next_session = sessions.iter().map(|s| s.id).max().unwrap_or(0) + 1;
+        let next_session = sessions.iter().map(|s| s.id).max().unwrap_or(0).saturating_add(1);
         Ok(ChainState {
             next_seq,
             head,
@@ -463,7 +463,7 @@ impl Writer {
             let (session_public, key) =
                 audit::start_session(&public).map_err(|e| AuditError::Unavailable(e.to_string()))?;
             let id = self.state.next_session;
-            self.state.next_session += 1;
+            self.state.next_session = id.saturating_add(1);
             new_session = Some((
                 AuditSessionRow {
                     id,

@@ -7,7 +7,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 
 use crate::{Result, StoreError};
 
@@ -48,6 +50,35 @@ fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+// A value of the wrong type (only an edit of the file makes one) reads as an
+// impossible value: verification then names the row instead of failing.
+fn int(r: &SqliteRow, col: &str) -> i64 {
+    r.try_get(col).unwrap_or(-1)
+}
+
+fn id(r: &SqliteRow, col: &str) -> u32 {
+    u32::try_from(int(r, col)).unwrap_or(0)
+}
+
+fn bytes(r: &SqliteRow, col: &str) -> Vec<u8> {
+    r.try_get(col).unwrap_or_default()
+}
+
+/// SQLite integers are i64: a larger sequence number (a trail resumed after a
+/// forged row near 2^63) fails the write, so the server fails closed.
+fn seq_column(seq: u64) -> Result<i64> {
+    i64::try_from(seq).map_err(|_| StoreError::Backend(format!("audit sequence number {seq} does not fit")))
+}
+
+fn record_row(r: &SqliteRow) -> AuditRecordRow {
+    AuditRecordRow {
+        seq: u64_of(int(r, "seq")),
+        session: id(r, "session"),
+        prev: bytes(r, "prev"),
+        payload: bytes(r, "payload"),
+    }
+}
+
 impl AuditStore {
     pub async fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
@@ -72,19 +103,11 @@ impl AuditStore {
     pub async fn records_after(&self, after: u64, limit: u32) -> Result<Vec<AuditRecordRow>> {
         let rows =
             sqlx::query("SELECT seq, session, prev, payload FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?")
-                .bind(after as i64)
+                .bind(i64::try_from(after).unwrap_or(i64::MAX))
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AuditRecordRow {
-                seq: u64_of(r.get("seq")),
-                session: u32::try_from(r.get::<i64, _>("session")).unwrap_or(0),
-                prev: r.get("prev"),
-                payload: r.get("payload"),
-            })
-            .collect())
+        Ok(rows.iter().map(record_row).collect())
     }
 
     /// The last record, to resume the chain after a restart.
@@ -92,20 +115,15 @@ impl AuditStore {
         let r = sqlx::query("SELECT seq, session, prev, payload FROM audit_records ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&self.pool)
             .await?;
-        Ok(r.map(|r| AuditRecordRow {
-            seq: u64_of(r.get("seq")),
-            session: u32::try_from(r.get::<i64, _>("session")).unwrap_or(0),
-            prev: r.get("prev"),
-            payload: r.get("payload"),
-        }))
+        Ok(r.as_ref().map(record_row))
     }
 
     pub async fn last_record_seq_before(&self, seq: u64) -> Result<Option<u64>> {
         let r = sqlx::query("SELECT MAX(seq) AS s FROM audit_records WHERE seq < ?")
-            .bind(seq as i64)
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
             .fetch_one(&self.pool)
             .await?;
-        Ok(r.get::<Option<i64>, _>("s").map(u64_of))
+        Ok(r.try_get::<Option<i64>, _>("s").ok().flatten().map(u64_of))
     }
 
     pub async fn checkpoints(&self) -> Result<Vec<AuditCheckpointRow>> {
@@ -115,10 +133,10 @@ impl AuditStore {
         Ok(rows
             .iter()
             .map(|r| AuditCheckpointRow {
-                seq: u64_of(r.get("seq")),
-                head: r.get("head"),
-                time: r.get("time"),
-                signature: r.get("signature"),
+                seq: u64_of(int(r, "seq")),
+                head: bytes(r, "head"),
+                time: int(r, "time"),
+                signature: bytes(r, "signature"),
             })
             .collect())
     }
@@ -130,11 +148,11 @@ impl AuditStore {
         Ok(rows
             .iter()
             .map(|r| AuditSessionRow {
-                id: u32::try_from(r.get::<i64, _>("id")).unwrap_or(0),
-                key_version: u32::try_from(r.get::<i64, _>("key_version")).unwrap_or(0),
-                public: r.get("public"),
-                started: r.get("started"),
-                node: r.get("node"),
+                id: id(r, "id"),
+                key_version: id(r, "key_version"),
+                public: bytes(r, "public"),
+                started: int(r, "started"),
+                node: r.try_get("node").unwrap_or_default(),
             })
             .collect())
     }
@@ -175,12 +193,12 @@ impl AuditAppender {
             let mut insert =
                 tx.prepare_cached("INSERT INTO audit_records (seq, session, prev, payload) VALUES (?1, ?2, ?3, ?4)")?;
             for r in records {
-                insert.execute(rusqlite::params![r.seq as i64, r.session, r.prev, r.payload])?;
+                insert.execute(rusqlite::params![seq_column(r.seq)?, r.session, r.prev, r.payload])?;
             }
         }
         if let Some(c) = checkpoint {
             tx.prepare_cached("INSERT INTO audit_checkpoints (seq, head, time, signature) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(rusqlite::params![c.seq as i64, c.head, c.time, c.signature])?;
+                .execute(rusqlite::params![seq_column(c.seq)?, c.head, c.time, c.signature])?;
         }
         tx.commit()?;
         Ok(())
@@ -226,5 +244,23 @@ mod tests {
                 .await
                 .is_err()
         );
+        // Sequence numbers past i64 are refused, not wrapped negative.
+        let huge = AuditRecordRow {
+            seq: 1 << 63,
+            ..r.clone()
+        };
+        assert!(w.append(None, &[huge], None).is_err());
+        assert_eq!(a.records_after(0, 10).await.unwrap(), vec![r.clone()]);
+        assert!(a.records_after(u64::MAX, 10).await.unwrap().is_empty());
+
+        // A value of the wrong type (an edit of the file) reads as an impossible one.
+        sqlx::query("INSERT INTO audit_records (seq, session, prev, payload) VALUES (2, 'x', 7, 'text')")
+            .execute(&a.pool)
+            .await
+            .unwrap();
+        let odd = a.last_record().await.unwrap().unwrap();
+        assert_eq!((odd.seq, odd.session), (2, 0));
+        assert_ne!((&odd.prev, &odd.payload), (&r.prev, &r.payload));
+        assert_eq!(a.records_after(0, 10).await.unwrap().len(), 2);
     }
 }

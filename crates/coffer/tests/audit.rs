@@ -79,7 +79,7 @@ async fn verify_names_each_kind_of_tampering() {
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("intact"), "{out}");
 
-    let cases: [(&str, &[&str], &str); 5] = [
+    let cases: [(&str, &[&str], &str); 6] = [
         (
             "edited",
             &["UPDATE audit_records SET payload = x'00' || substr(payload, 2) WHERE seq = 10"],
@@ -112,6 +112,11 @@ async fn verify_names_each_kind_of_tampering() {
             "truncated",
             &["DELETE FROM audit_records WHERE seq > 15"],
             "seq 16 (truncated)",
+        ),
+        (
+            "mistyped",
+            &["UPDATE audit_records SET session = 'x' WHERE seq = 9"],
+            "seq 9 (edited)",
         ),
     ];
     for (name, statements, expect) in cases {
