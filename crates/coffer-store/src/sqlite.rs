@@ -43,55 +43,55 @@ fn version(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
 
-fn token_row(r: &sqlx::sqlite::SqliteRow) -> TokenRow {
-    TokenRow {
-        accessor: r.get("accessor"),
-        hash: r.get("hash"),
-        namespace: r.get("namespace"),
-        parent: r.get("parent"),
-        policies: r.get("policies"),
-        display_name: r.get("display_name"),
-        created: r.get("created"),
-        ttl: r.get("ttl"),
-        expires: r.get("expires"),
-        num_uses: r.get("num_uses"),
-        renewable: r.get::<i64, _>("renewable") != 0,
-        meta: r.get("meta"),
-    }
+fn token_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRow> {
+    Ok(TokenRow {
+        accessor: r.try_get("accessor")?,
+        hash: r.try_get("hash")?,
+        namespace: r.try_get("namespace")?,
+        parent: r.try_get("parent")?,
+        policies: r.try_get("policies")?,
+        display_name: r.try_get("display_name")?,
+        created: r.try_get("created")?,
+        ttl: r.try_get("ttl")?,
+        expires: r.try_get("expires")?,
+        num_uses: r.try_get("num_uses")?,
+        renewable: r.try_get::<i64, _>("renewable")? != 0,
+        meta: r.try_get("meta")?,
+    })
 }
 
-fn cert_role_row(r: &sqlx::sqlite::SqliteRow) -> CertRoleRow {
-    CertRoleRow {
-        tenant: r.get("tenant"),
-        name: r.get("name"),
-        certificate: r.get("certificate"),
-        allowed_common_names: r.get("allowed_common_names"),
-        allowed_dns_sans: r.get("allowed_dns_sans"),
-        policies: r.get("policies"),
-        ttl: r.get("ttl"),
-        display_name: r.get("display_name"),
-        created: r.get("created"),
-    }
+fn cert_role_row(r: &sqlx::sqlite::SqliteRow) -> Result<CertRoleRow> {
+    Ok(CertRoleRow {
+        tenant: r.try_get("tenant")?,
+        name: r.try_get("name")?,
+        certificate: r.try_get("certificate")?,
+        allowed_common_names: r.try_get("allowed_common_names")?,
+        allowed_dns_sans: r.try_get("allowed_dns_sans")?,
+        policies: r.try_get("policies")?,
+        ttl: r.try_get("ttl")?,
+        display_name: r.try_get("display_name")?,
+        created: r.try_get("created")?,
+    })
 }
 
-fn namespace_row(r: &sqlx::sqlite::SqliteRow) -> NamespaceRow {
-    NamespaceRow {
-        name: r.get("name"),
-        id: r.get("id"),
-        created: r.get("created"),
-        disabled: r.get::<i64, _>("disabled") != 0,
-        next_rotation: r.get("next_rotation"),
-    }
+fn namespace_row(r: &sqlx::sqlite::SqliteRow) -> Result<NamespaceRow> {
+    Ok(NamespaceRow {
+        name: r.try_get("name")?,
+        id: r.try_get("id")?,
+        created: r.try_get("created")?,
+        disabled: r.try_get::<i64, _>("disabled")? != 0,
+        next_rotation: r.try_get("next_rotation")?,
+    })
 }
 
-fn transit_key_row(r: &sqlx::sqlite::SqliteRow) -> TransitKeyRow {
-    TransitKeyRow {
-        namespace: r.get("namespace"),
-        mount: r.get("mount"),
-        name: r.get("name"),
-        config: r.get("config"),
-        next_rotation: r.get("next_rotation"),
-    }
+fn transit_key_row(r: &sqlx::sqlite::SqliteRow) -> Result<TransitKeyRow> {
+    Ok(TransitKeyRow {
+        namespace: r.try_get("namespace")?,
+        mount: r.try_get("mount")?,
+        name: r.try_get("name")?,
+        config: r.try_get("config")?,
+        next_rotation: r.try_get("next_rotation")?,
+    })
 }
 
 fn conflict(e: sqlx::Error, what: &'static str) -> StoreError {
@@ -367,7 +367,7 @@ impl Store for SqliteStore {
             .bind(key)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| r.get("v")))
+        Ok(row.map(|r| r.try_get("v")).transpose()?)
     }
 
     async fn tenant_keys(&self, namespace: &str) -> Result<Vec<TenantKeyRow>> {
@@ -379,13 +379,15 @@ impl Store for SqliteStore {
         .await?;
         Ok(rows
             .iter()
-            .map(|r| TenantKeyRow {
-                namespace: r.get("namespace"),
-                version: version(r.get("version")),
-                created: r.get("created"),
-                wrapped: r.get("wrapped"),
+            .map(|r| {
+                Ok(TenantKeyRow {
+                    namespace: r.try_get("namespace")?,
+                    version: version(r.try_get("version")?),
+                    created: r.try_get("created")?,
+                    wrapped: r.try_get("wrapped")?,
+                })
             })
-            .collect())
+            .collect::<Result<_>>()?)
     }
 
     async fn mounts(&self) -> Result<Vec<MountRow>> {
@@ -396,15 +398,17 @@ impl Store for SqliteStore {
         .await?;
         Ok(rows
             .iter()
-            .map(|r| MountRow {
-                namespace: r.get("namespace"),
-                path: r.get("path"),
-                kind: r.get("kind"),
-                description: r.get("description"),
-                accessor: r.get("accessor"),
-                created: r.get("created"),
+            .map(|r| {
+                Ok(MountRow {
+                    namespace: r.try_get("namespace")?,
+                    path: r.try_get("path")?,
+                    kind: r.try_get("kind")?,
+                    description: r.try_get("description")?,
+                    accessor: r.try_get("accessor")?,
+                    created: r.try_get("created")?,
+                })
             })
-            .collect())
+            .collect::<Result<_>>()?)
     }
 
     async fn transit_key(&self, namespace: &str, mount: &str, name: &str) -> Result<Option<TransitKeyRow>> {
@@ -416,13 +420,16 @@ impl Store for SqliteStore {
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| TransitKeyRow {
-            namespace: namespace.to_owned(),
-            mount: mount.to_owned(),
-            name: name.to_owned(),
-            config: r.get("config"),
-            next_rotation: r.get("next_rotation"),
-        }))
+        row.map(|r| {
+            Ok(TransitKeyRow {
+                namespace: namespace.to_owned(),
+                mount: mount.to_owned(),
+                name: name.to_owned(),
+                config: r.try_get("config")?,
+                next_rotation: r.try_get("next_rotation")?,
+            })
+        })
+        .transpose()
     }
 
     async fn transit_versions(&self, namespace: &str, mount: &str, name: &str) -> Result<Vec<TransitVersionRow>> {
@@ -436,15 +443,17 @@ impl Store for SqliteStore {
         .await?;
         Ok(rows
             .iter()
-            .map(|r| TransitVersionRow {
-                namespace: namespace.to_owned(),
-                mount: mount.to_owned(),
-                name: name.to_owned(),
-                version: version(r.get("version")),
-                kek_version: version(r.get("kek_version")),
-                wrapped: r.get("wrapped"),
+            .map(|r| {
+                Ok(TransitVersionRow {
+                    namespace: namespace.to_owned(),
+                    mount: mount.to_owned(),
+                    name: name.to_owned(),
+                    version: version(r.try_get("version")?),
+                    kek_version: version(r.try_get("kek_version")?),
+                    wrapped: r.try_get("wrapped")?,
+                })
             })
-            .collect())
+            .collect::<Result<_>>()?)
     }
 
     async fn transit_key_names(&self, namespace: &str, mount: &str) -> Result<Vec<String>> {
@@ -453,7 +462,10 @@ impl Store for SqliteStore {
             .bind(mount)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(|r| r.get("name")).collect())
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("name"))
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     async fn token_by_hash(&self, hash: &[u8]) -> Result<Option<TokenRow>> {
@@ -461,7 +473,7 @@ impl Store for SqliteStore {
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(token_row))
+        row.as_ref().map(token_row).transpose()
     }
 
     async fn token_by_accessor(&self, accessor: &str) -> Result<Option<TokenRow>> {
@@ -469,7 +481,7 @@ impl Store for SqliteStore {
             .bind(accessor)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(token_row))
+        row.as_ref().map(token_row).transpose()
     }
 
     async fn token_children(&self, parent_accessor: &str) -> Result<Vec<TokenRow>> {
@@ -477,7 +489,7 @@ impl Store for SqliteStore {
             .bind(parent_accessor)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(token_row).collect())
+        rows.iter().map(token_row).collect()
     }
 
     async fn consume_token_use(&self, accessor: &str) -> Result<bool> {
@@ -488,7 +500,8 @@ impl Store for SqliteStore {
         .bind(accessor)
         .fetch_optional(&mut *tx)
         .await?
-        .map(|r| r.get::<i64, _>("num_uses"));
+        .map(|r| r.try_get::<i64, _>("num_uses"))
+        .transpose()?;
         if left == Some(0) {
             sqlx::query("DELETE FROM tokens WHERE accessor = ?")
                 .bind(accessor)
@@ -505,7 +518,7 @@ impl Store for SqliteStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| r.get("body")))
+        Ok(row.map(|r| r.try_get("body")).transpose()?)
     }
 
     async fn policy_names(&self, namespace: &str) -> Result<Vec<String>> {
@@ -513,7 +526,10 @@ impl Store for SqliteStore {
             .bind(namespace)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(|r| r.get("name")).collect())
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("name"))
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     async fn cert_role(&self, tenant: &str, name: &str) -> Result<Option<CertRoleRow>> {
@@ -522,7 +538,7 @@ impl Store for SqliteStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(cert_role_row))
+        row.as_ref().map(cert_role_row).transpose()
     }
 
     async fn cert_roles(&self, tenant: &str) -> Result<Vec<CertRoleRow>> {
@@ -530,7 +546,7 @@ impl Store for SqliteStore {
             .bind(tenant)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(cert_role_row).collect())
+        rows.iter().map(cert_role_row).collect()
     }
 
     async fn namespace(&self, name: &str) -> Result<Option<NamespaceRow>> {
@@ -538,14 +554,14 @@ impl Store for SqliteStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(r.as_ref().map(namespace_row))
+        r.as_ref().map(namespace_row).transpose()
     }
 
     async fn namespaces(&self) -> Result<Vec<NamespaceRow>> {
         let rows = sqlx::query("SELECT * FROM namespaces ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(namespace_row).collect())
+        rows.iter().map(namespace_row).collect()
     }
 
     async fn tombstones(&self) -> Result<Vec<TombstoneRow>> {
@@ -554,13 +570,15 @@ impl Store for SqliteStore {
             .await?;
         Ok(rows
             .iter()
-            .map(|r| TombstoneRow {
-                name: r.get("name"),
-                id: r.get("id"),
-                shredded: r.get("shredded"),
-                by_who: r.get("by_who"),
+            .map(|r| {
+                Ok(TombstoneRow {
+                    name: r.try_get("name")?,
+                    id: r.try_get("id")?,
+                    shredded: r.try_get("shredded")?,
+                    by_who: r.try_get("by_who")?,
+                })
             })
-            .collect())
+            .collect::<Result<_>>()?)
     }
 
     async fn transit_keys_due(&self, now: i64, limit: u32) -> Result<Vec<TransitKeyRow>> {
@@ -572,7 +590,7 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(transit_key_row).collect())
+        rows.iter().map(transit_key_row).collect()
     }
 
     async fn namespaces_due(&self, now: i64, limit: u32) -> Result<Vec<NamespaceRow>> {
@@ -583,7 +601,7 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(namespace_row).collect())
+        rows.iter().map(namespace_row).collect()
     }
 
     async fn transit_keys_of(&self, namespace: &str) -> Result<Vec<TransitKeyRow>> {
@@ -592,7 +610,7 @@ impl Store for SqliteStore {
                 .bind(namespace)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows.iter().map(transit_key_row).collect())
+        rows.iter().map(transit_key_row).collect()
     }
 
     async fn scrub(&self) -> Result<()> {
@@ -657,6 +675,35 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict("key")));
+        assert_eq!(s.transit_key_names("", "transit").await.unwrap(), vec!["a".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn a_mistyped_value_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        s.apply(vec![
+            Op::InsertTransitKey(key_row("a")),
+            Op::PutTransitVersion(version_row("a", 1)),
+        ])
+        .await
+        .unwrap();
+        // Only an edit of the file makes these: TEXT where the schema says INTEGER or BLOB.
+        for edit in [
+            "UPDATE transit_keys SET next_rotation = 'soon'",
+            "UPDATE transit_key_versions SET wrapped = 5",
+        ] {
+            sqlx::query(edit).execute(&s.pool).await.unwrap();
+        }
+        assert!(matches!(
+            s.transit_key("", "transit", "a").await,
+            Err(StoreError::Backend(_))
+        ));
+        assert!(matches!(s.transit_keys_of("").await, Err(StoreError::Backend(_))));
+        assert!(matches!(
+            s.transit_versions("", "transit", "a").await,
+            Err(StoreError::Backend(_))
+        ));
         assert_eq!(s.transit_key_names("", "transit").await.unwrap(), vec!["a".to_string()]);
     }
 
