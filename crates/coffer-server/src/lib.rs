@@ -52,10 +52,20 @@ pub use crate::sys::VERSION;
 pub use crate::tls::{Tls, TlsError};
 
 /// Options for `coffer server --dev`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DevOptions {
     pub root_token_id: Option<String>,
     pub listen: SocketAddr,
+}
+
+/// The root token id is a credential: shown only as present or not.
+impl std::fmt::Debug for DevOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevOptions")
+            .field("root_token_id", &self.root_token_id.as_ref().map(|_| "[redacted]"))
+            .field("listen", &self.listen)
+            .finish()
+    }
 }
 
 /// What a dev server prints at start, like `vault server -dev`.

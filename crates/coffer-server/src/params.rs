@@ -9,8 +9,15 @@ use zeroize::Zeroizing;
 use crate::error::{ApiError, ApiResult};
 
 /// Parameters are wiped when dropped: plaintexts and tokens arrive as strings.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub(crate) struct Params(pub(crate) Map<String, Value>);
+
+/// Names only: the values may be plaintexts, tokens or unseal shares.
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
 
 impl Drop for Params {
     fn drop(&mut self) {
@@ -231,6 +238,17 @@ mod tests {
         for bad in ["h", "1x", "1h3", "-1s", "99999999999999999999h"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn debug_shows_names_not_values() {
+        let p = Params::from_body(br#"{"plaintext":"c2VjcmV0LXZhbHVl","token":"s.hidden"}"#).unwrap();
+        let shown = format!("{p:?}");
+        assert!(shown.contains("plaintext") && shown.contains("token"), "{shown}");
+        assert!(
+            !shown.contains("c2VjcmV0LXZhbHVl") && !shown.contains("s.hidden"),
+            "{shown}"
+        );
     }
 
     #[test]
