@@ -155,7 +155,9 @@ async fn matching_role(core: &Core, tenant: &str, who: &Presented<'_>, only: Opt
 
 fn token_policies(role: &CertRoleRow) -> Vec<String> {
     let mut p = json_list(&role.policies);
-    if !p.iter().any(|x| x == "default" || x == "root") {
+    // Refused when a role is written; a row that still has it grants nothing more.
+    p.retain(|x| x != "root");
+    if !p.iter().any(|x| x == "default") {
         p.push("default".into());
     }
     p.sort();
@@ -370,6 +372,9 @@ async fn write_role(core: &Core, tenant: &str, name: &str, req: &Request) -> Api
         Some(v) => {
             if v.iter().any(|s| s.is_empty() || s.len() > 128) {
                 return Err(ApiError::bad("invalid policy name"));
+            }
+            if v.iter().any(|s| s == "root") {
+                return Err(ApiError::bad("auth methods cannot create root tokens"));
             }
             json!(v).to_string()
         }

@@ -149,29 +149,33 @@ async fn build_acl(core: &Core, namespace: &str, names: &[String]) -> ApiResult<
     Ok(Acl::new(parsed.iter().map(|p| p.as_ref()), root))
 }
 
+/// A token named by id or accessor is out of reach outside its tenant; the
+/// root namespace reaches every tenant's, as a parent namespace does in Vault.
+fn in_scope(req: &Request, row: &TokenRow) -> bool {
+    req.namespace.is_empty() || row.namespace == req.namespace
+}
+
 pub(crate) async fn handle(core: &Core, u: &Unsealed, caller: &Caller, rest: &str, req: Request) -> ApiResult<Reply> {
     use Operation::*;
+    let scoped = |row: Option<TokenRow>| row.filter(|r| in_scope(&req, r));
     match (rest, req.op) {
         ("create" | "create-orphan", Write) => create(core, u, caller, &req, rest == "create-orphan").await,
         ("lookup-self", Read | Write) => Ok(Reply::Data(lookup_data(core, &caller.token, Some(&caller.token_id)))),
         ("lookup", Read | Write) => {
             let id = req.params.required_str("token")?;
-            let row = live_token(core, u, id).await?.ok_or(ApiError::PermissionDenied)?;
+            let row = scoped(live_token(core, u, id).await?).ok_or(ApiError::PermissionDenied)?;
             Ok(Reply::Data(lookup_data(core, &row, Some(id))))
         }
         ("lookup-accessor", Write) => {
             let acc = req.params.required_str("accessor")?;
-            let row = core
-                .store
-                .token_by_accessor(acc)
-                .await?
-                .ok_or_else(|| ApiError::bad("invalid accessor"))?;
+            let row =
+                scoped(core.store.token_by_accessor(acc).await?).ok_or_else(|| ApiError::bad("invalid accessor"))?;
             Ok(Reply::Data(lookup_data(core, &row, None)))
         }
         ("renew-self", Write) => renew(core, &caller.token, &caller.token_id, &req).await,
         ("renew", Write) => {
             let id = req.params.required_str("token")?;
-            let row = live_token(core, u, id).await?.ok_or(ApiError::PermissionDenied)?;
+            let row = scoped(live_token(core, u, id).await?).ok_or(ApiError::PermissionDenied)?;
             renew(core, &row, id, &req).await
         }
         ("revoke-self", Write) => {
@@ -182,7 +186,7 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, caller: &Caller, rest: &st
         ("revoke", Write) => {
             let id = req.params.required_str("token")?;
             let _w = core.write.lock().await;
-            if let Some(row) = core.store.token_by_hash(&core.token_hash(u, id)).await? {
+            if let Some(row) = scoped(core.store.token_by_hash(&core.token_hash(u, id)).await?) {
                 revoke_tree(core, &row.accessor).await?;
             }
             Ok(Reply::NoContent)
@@ -190,7 +194,7 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, caller: &Caller, rest: &st
         ("revoke-accessor", Write) => {
             let acc = req.params.required_str("accessor")?;
             let _w = core.write.lock().await;
-            if core.store.token_by_accessor(acc).await?.is_some() {
+            if scoped(core.store.token_by_accessor(acc).await?).is_some() {
                 revoke_tree(core, acc).await?;
             }
             Ok(Reply::NoContent)
@@ -198,7 +202,7 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, caller: &Caller, rest: &st
         ("revoke-orphan", Write) => {
             let id = req.params.required_str("token")?;
             let _w = core.write.lock().await;
-            if let Some(row) = core.store.token_by_hash(&core.token_hash(u, id)).await? {
+            if let Some(row) = scoped(core.store.token_by_hash(&core.token_hash(u, id)).await?) {
                 core.store
                     .apply(vec![
                         Op::OrphanChildren {

@@ -295,6 +295,7 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
                 "DELETE FROM tokens WHERE namespace = ?",
                 "DELETE FROM policies WHERE namespace = ?",
                 "DELETE FROM mounts WHERE namespace = ?",
+                "DELETE FROM cert_roles WHERE tenant = ?",
                 "DELETE FROM namespaces WHERE name = ?",
             ] {
                 sqlx::query(sql).bind(&t.name).execute(&mut **tx).await?;
@@ -805,6 +806,17 @@ mod tests {
         .unwrap();
         assert!(s.cert_role("", "web").await.unwrap().is_none());
         assert!(s.cert_role("acme", "web").await.unwrap().is_some());
+        // A shredded tenant's roles go with it: a tenant made again under the name starts empty.
+        s.apply(vec![Op::ShredNamespace(TombstoneRow {
+            name: "acme".into(),
+            id: "id".into(),
+            shredded: 2,
+            by_who: "root".into(),
+        })])
+        .await
+        .unwrap();
+        assert!(s.cert_roles("acme").await.unwrap().is_empty());
+        assert_eq!(s.cert_roles("").await.unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -338,6 +338,9 @@ fn corpus(ct: &str, reader_accessor: &str) -> Vec<Case> {
         ("auth/cert/certs/svc", json!({ "allowed_common_names": 5 })),
         ("auth/cert/certs/svc", json!({ "policies": [1] })),
         ("auth/cert/certs/svc", json!({ "token_policies": [""] })),
+        // Vault: auth methods cannot create root tokens.
+        ("auth/cert/certs/svc", json!({ "policies": ["reader", "root"] })),
+        ("auth/cert/certs/svc", json!({ "token_policies": ["root"] })),
         ("auth/cert/certs/svc", json!({ "allowed_dns_sans": ["x".repeat(300)] })),
         ("auth/cert/certs/bad%20name", json!({})),
         ("auth/cert/login", json!({})),

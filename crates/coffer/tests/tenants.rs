@@ -133,6 +133,80 @@ async fn tenants_are_isolated_and_scoped() {
         403
     );
     assert_eq!(in_ns(&s, "nobody", "root", "GET", "sys/mounts", None).await.0, 400);
+
+    // A tenant's token manager reaches its own tenant's tokens, not another's.
+    let (st, _) = in_ns(
+        &s,
+        "acme",
+        "root",
+        "PUT",
+        "sys/policies/acl/tokens",
+        Some(json!({ "policy": "path \"auth/token/*\" { capabilities = [\"update\"] }" })),
+    )
+    .await;
+    assert_eq!(st, 204);
+    let (_, v) = in_ns(
+        &s,
+        "acme",
+        "root",
+        "POST",
+        "auth/token/create",
+        Some(json!({ "policies": ["tokens"] })),
+    )
+    .await;
+    let manager = v["auth"]["client_token"].as_str().unwrap().to_owned();
+    let (_, v) = s.root("POST", "auth/token/create", Some(json!({}))).await;
+    let outsider = v["auth"]["client_token"].as_str().unwrap().to_owned();
+    let outsider_accessor = v["auth"]["accessor"].as_str().unwrap().to_owned();
+    let (_, v) = in_ns(&s, "acme", &t, "GET", "auth/token/lookup-self", None).await;
+    let own_accessor = v["data"]["accessor"].as_str().unwrap().to_owned();
+    let accessor = |a: &str| Some(json!({ "accessor": a }));
+    let (st, v) = in_ns(
+        &s,
+        "acme",
+        &manager,
+        "POST",
+        "auth/token/lookup-accessor",
+        accessor(&own_accessor),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, _) = in_ns(
+        &s,
+        "acme",
+        &manager,
+        "POST",
+        "auth/token/lookup-accessor",
+        accessor(&outsider_accessor),
+    )
+    .await;
+    assert_eq!(st, 400, "another tenant's accessor is unknown here");
+    for (path, body) in [
+        ("auth/token/revoke-accessor", accessor(&outsider_accessor)),
+        ("auth/token/revoke", Some(json!({ "token": outsider }))),
+    ] {
+        in_ns(&s, "acme", &manager, "POST", path, body).await;
+    }
+    let (st, _) = in_ns(
+        &s,
+        "acme",
+        &manager,
+        "POST",
+        "auth/token/lookup",
+        Some(json!({ "token": outsider })),
+    )
+    .await;
+    assert_eq!(st, 403);
+    assert_eq!(
+        s.call("GET", "auth/token/lookup-self", Some(&outsider), None).await.0,
+        200,
+        "a tenant cannot revoke a token outside it"
+    );
+    let (st, _) = s
+        .root("POST", "auth/token/lookup-accessor", accessor(&own_accessor))
+        .await;
+    assert_eq!(st, 200, "the root namespace reaches every tenant's tokens");
+
     for bad in ["sys", "a/b", "bad name", ""] {
         let (st, _) = s.root("POST", &format!("sys/namespaces/{bad}"), None).await;
         assert!(st == 400 || st == 405 || st == 404, "{bad}: {st}");
