@@ -49,6 +49,7 @@ pub(crate) fn root_token_row(key: &hmac::Key, id: &str, now: i64) -> ApiResult<T
         created: now,
         ttl: 0,
         expires: None,
+        max_expires: None,
         num_uses: 0,
         renewable: false,
         meta: "{}".into(),
@@ -272,10 +273,12 @@ async fn create(core: &Core, u: &Unsealed, caller: &Caller, req: &Request, orpha
         None | Some(0) => DEFAULT_TTL,
         Some(t) => i64::try_from(t).unwrap_or(i64::MAX).min(DEFAULT_TTL),
     };
-    let ttl = match p.duration("explicit_max_ttl")? {
-        Some(m) if m > 0 => ttl.min(i64::try_from(m).unwrap_or(i64::MAX)),
-        _ => ttl,
+    // Renewals never pass this, as in Vault: the system maximum, or less if asked.
+    let max_ttl = match p.duration("explicit_max_ttl")? {
+        Some(m) if m > 0 => i64::try_from(m).unwrap_or(i64::MAX).min(DEFAULT_TTL),
+        _ => DEFAULT_TTL,
     };
+    let ttl = ttl.min(max_ttl);
     let num_uses = i64::from(p.u32("num_uses")?.unwrap_or(0));
     let renewable = p.bool("renewable")?.unwrap_or(true);
     let meta = p.string_map("meta")?;
@@ -305,6 +308,7 @@ async fn create(core: &Core, u: &Unsealed, caller: &Caller, req: &Request, orpha
         created: now,
         ttl,
         expires: Some(now + ttl),
+        max_expires: Some(now + max_ttl),
         num_uses,
         renewable,
         meta: Value::Object(meta.clone()).to_string(),
@@ -341,11 +345,18 @@ async fn renew(core: &Core, row: &TokenRow, token_id: &str, req: &Request) -> Ap
         return Err(ApiError::bad("lease is not renewable"));
     }
     let now = core.now();
+    let cap = row.max_expires.unwrap_or(row.created.saturating_add(DEFAULT_TTL));
     let ttl = match req.params.duration("increment")? {
         None | Some(0) => row.ttl,
         Some(i) => i64::try_from(i).unwrap_or(i64::MAX),
     }
-    .min(DEFAULT_TTL);
+    .min(DEFAULT_TTL)
+    .min(cap.saturating_sub(now));
+    if ttl <= 0 {
+        return Err(ApiError::bad(
+            "the token has reached its maximum TTL and cannot be renewed",
+        ));
+    }
     {
         let _w = core.write.lock().await;
         core.store

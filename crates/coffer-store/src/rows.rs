@@ -75,6 +75,8 @@ pub struct TokenRow {
     pub ttl: i64,
     /// Unix seconds; `None` never expires.
     pub expires: Option<i64>,
+    /// The latest renewal may reach, Unix seconds; `None` on rows made before it was kept.
+    pub max_expires: Option<i64>,
     /// Uses left; 0 means unlimited.
     pub num_uses: i64,
     pub renewable: bool,

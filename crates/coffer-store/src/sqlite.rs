@@ -54,6 +54,7 @@ fn token_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRow> {
         created: r.try_get("created")?,
         ttl: r.try_get("ttl")?,
         expires: r.try_get("expires")?,
+        max_expires: r.try_get("max_expires")?,
         num_uses: r.try_get("num_uses")?,
         renewable: r.try_get::<i64, _>("renewable")? != 0,
         meta: r.try_get("meta")?,
@@ -224,7 +225,7 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
         Op::InsertToken(t) => {
             sqlx::query(
                 "INSERT INTO tokens (accessor, hash, namespace, parent, policies, display_name, created, ttl, expires, \
-                 num_uses, renewable, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 max_expires, num_uses, renewable, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(t.accessor)
             .bind(t.hash)
@@ -235,6 +236,7 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
             .bind(t.created)
             .bind(t.ttl)
             .bind(t.expires)
+            .bind(t.max_expires)
             .bind(t.num_uses)
             .bind(i64::from(t.renewable))
             .bind(t.meta)

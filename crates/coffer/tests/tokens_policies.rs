@@ -274,3 +274,40 @@ async fn expired_and_used_up_tokens_are_refused() {
     assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&t), None).await.0, 200);
     assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&t), None).await.0, 403);
 }
+
+#[tokio::test]
+async fn renewal_stops_at_the_maximum_ttl() {
+    let s = Server::dev();
+    let renew = |t: String, increment: &'static str| {
+        let s = &s;
+        async move {
+            s.call(
+                "POST",
+                "auth/token/renew-self",
+                Some(&t),
+                Some(json!({ "increment": increment })),
+            )
+            .await
+        }
+    };
+    // Without an explicit maximum, renewals may reach the system's (768h from creation).
+    let (t, _) = token(&s, json!({ "ttl": "1h" })).await;
+    let (st, v) = renew(t, "100h").await;
+    assert_eq!(
+        (st, v["auth"]["lease_duration"].as_i64()),
+        (200, Some(100 * 3600)),
+        "{v}"
+    );
+    // With one, never past it, however often the holder asks.
+    let (t, _) = token(&s, json!({ "ttl": "1h", "explicit_max_ttl": "2h" })).await;
+    for _ in 0..3 {
+        let (st, v) = renew(t.clone(), "768h").await;
+        let lease = v["auth"]["lease_duration"].as_i64().unwrap();
+        assert_eq!(st, 200, "{v}");
+        assert!((7100..=7200).contains(&lease), "{lease}");
+    }
+    let (st, v) = s.call("GET", "auth/token/lookup-self", Some(&t), None).await;
+    assert_eq!(st, 200);
+    let left = v["data"]["ttl"].as_i64().unwrap();
+    assert!(left <= 7200, "{left}");
+}
