@@ -47,7 +47,7 @@ pub use crate::config::{Config, Limits};
 pub use crate::core::{Clock, Core, CoreOptions};
 pub use crate::error::ApiError;
 pub use crate::hygiene::{Hardening, harden_process};
-pub use crate::scheduler::{Rotated, rotate_due};
+pub use crate::scheduler::{Rotated, revoke_expired_tokens, rotate_due};
 pub use crate::sys::VERSION;
 pub use crate::tls::{Tls, TlsError};
 

@@ -58,7 +58,20 @@ pub async fn rotate_due(core: &Core) -> ApiResult<Rotated> {
     Ok(done)
 }
 
-/// Runs [`rotate_due`] every `interval` until the process ends.
+/// Revokes tokens that have expired, with their children (a child does not
+/// outlive its parent, as in Vault). Returns how many expired tokens it found.
+pub async fn revoke_expired_tokens(core: &Core) -> ApiResult<usize> {
+    let expired = core.store.tokens_expired(core.now(), BATCH).await?;
+    if !expired.is_empty() {
+        let _w = core.write.lock().await;
+        for accessor in &expired {
+            crate::tokens::revoke_tree(core, accessor).await?;
+        }
+    }
+    Ok(expired.len())
+}
+
+/// Runs [`rotate_due`] and [`revoke_expired_tokens`] every `interval` until the process ends.
 pub fn spawn(core: Arc<Core>, interval: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -67,6 +80,9 @@ pub fn spawn(core: Arc<Core>, interval: Duration) {
             tick.tick().await;
             if let Err(e) = rotate_due(&core).await {
                 tracing::error!("scheduled rotation failed: {e}");
+            }
+            if let Err(e) = revoke_expired_tokens(&core).await {
+                tracing::error!("revoking expired tokens failed: {e}");
             }
         }
     });

@@ -66,8 +66,16 @@ pub(crate) async fn authenticate(core: &Core, u: &Unsealed, req: &Request) -> Ap
     let row = live_token(core, u, &token_id)
         .await?
         .ok_or(ApiError::PermissionDenied)?;
-    if row.num_uses > 0 && !core.store.consume_token_use(&row.accessor).await? {
-        return Err(ApiError::PermissionDenied);
+    if row.num_uses > 0 {
+        match core.store.consume_token_use(&row.accessor).await? {
+            None => return Err(ApiError::PermissionDenied),
+            // The last use removed the token; its children go with it, as in Vault.
+            Some(0) => {
+                let _w = core.write.lock().await;
+                revoke_tree(core, &row.accessor).await?;
+            }
+            Some(_) => {}
+        }
     }
     let policies = policies_of(&row);
     let acl = acl_for(core, &row.namespace, &policies).await?;

@@ -139,9 +139,11 @@ pub trait Store: Send + Sync + 'static {
     async fn token_by_hash(&self, hash: &[u8]) -> Result<Option<TokenRow>>;
     async fn token_by_accessor(&self, accessor: &str) -> Result<Option<TokenRow>>;
     async fn token_children(&self, parent_accessor: &str) -> Result<Vec<TokenRow>>;
-    /// Spends one use of a limited-use token, atomically: returns false if
-    /// the token is gone or used up (its last use deletes it).
-    async fn consume_token_use(&self, accessor: &str) -> Result<bool>;
+    /// Accessors of tokens expired at `now`, at most `limit`.
+    async fn tokens_expired(&self, now: i64, limit: u32) -> Result<Vec<String>>;
+    /// Spends one use of a limited-use token, atomically: the uses left, or
+    /// None if the token is gone or used up (its last use deletes it).
+    async fn consume_token_use(&self, accessor: &str) -> Result<Option<i64>>;
     async fn policy(&self, namespace: &str, name: &str) -> Result<Option<String>>;
     async fn policy_names(&self, namespace: &str) -> Result<Vec<String>>;
     async fn cert_role(&self, tenant: &str, name: &str) -> Result<Option<CertRoleRow>>;

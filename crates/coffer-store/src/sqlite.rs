@@ -495,7 +495,19 @@ impl Store for SqliteStore {
         rows.iter().map(token_row).collect()
     }
 
-    async fn consume_token_use(&self, accessor: &str) -> Result<bool> {
+    async fn tokens_expired(&self, now: i64, limit: u32) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT accessor FROM tokens WHERE expires <= ? ORDER BY expires LIMIT ?")
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("accessor"))
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    async fn consume_token_use(&self, accessor: &str) -> Result<Option<i64>> {
         let mut tx = self.pool.begin().await?;
         let left = sqlx::query(
             "UPDATE tokens SET num_uses = num_uses - 1 WHERE accessor = ? AND num_uses > 0 RETURNING num_uses",
@@ -512,7 +524,7 @@ impl Store for SqliteStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(left.is_some())
+        Ok(left)
     }
 
     async fn policy(&self, namespace: &str, name: &str) -> Result<Option<String>> {

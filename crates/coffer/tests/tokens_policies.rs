@@ -273,6 +273,15 @@ async fn expired_and_used_up_tokens_are_refused() {
     assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&t), None).await.0, 200);
     assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&t), None).await.0, 200);
     assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&t), None).await.0, 403);
+
+    // The last use of a parent revokes its children, as in Vault.
+    let (t, _) = token(&s, json!({ "num_uses": 2 })).await;
+    let (st, v) = s.call("POST", "auth/token/create", Some(&t), Some(json!({}))).await;
+    assert_eq!(st, 200, "{v}");
+    let child = v["auth"]["client_token"].as_str().unwrap().to_owned();
+    assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&child), None).await.0, 200);
+    assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&t), None).await.0, 200);
+    assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&child), None).await.0, 403);
 }
 
 #[tokio::test]
