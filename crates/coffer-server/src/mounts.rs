@@ -144,6 +144,13 @@ pub(crate) async fn handle(core: &Core, rest: &str, req: Request) -> ApiResult<R
             }
             let description = req.params.str("description")?.unwrap_or("").to_owned();
             let _w = core.write.lock().await;
+            // A root mount may not share its first segment with a tenant's name.
+            let first = path.split('/').next().unwrap_or_default();
+            if ns.is_empty() && core.store.namespace(first).await?.is_some() {
+                return Err(ApiError::bad(format!(
+                    "path is already in use at {first}/: a namespace"
+                )));
+            }
             let builtin = !ns.is_empty() && (path.starts_with("transit/") || "transit/".starts_with(&path));
             let clash = builtin
                 || read(&core.mounts)

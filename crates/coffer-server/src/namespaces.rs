@@ -7,7 +7,7 @@ use coffer_core::wrap::{self, Label};
 use coffer_store::{NamespaceRow, Op, TenantKeyRow, TombstoneRow, TransitVersionRow};
 use serde_json::{Value, json};
 
-use crate::core::{Core, ROOT_NS, Unsealed, new_uuid};
+use crate::core::{Core, ROOT_NS, Unsealed, new_uuid, read};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Operation, Reply, Request};
 use crate::tokens::Caller;
@@ -102,6 +102,14 @@ async fn create(core: &Core, u: &Unsealed, name: &str) -> ApiResult<Reply> {
     if let Some(n) = core.store.namespace(name).await? {
         // Creating an existing namespace reports it, as Vault does.
         return Ok(Reply::Data(describe(&n)));
+    }
+    // `name/...` would then mean both the mount and the tenant, in paths and in policies.
+    let prefix = format!("{name}/");
+    if read(&core.mounts)
+        .iter()
+        .any(|m| m.namespace == ROOT_NS && m.path.starts_with(&prefix))
+    {
+        return Err(ApiError::bad(format!("path is already in use at {prefix}")));
     }
     let now = core.now();
     let row = NamespaceRow {

@@ -207,6 +207,26 @@ async fn tenants_are_isolated_and_scoped() {
         .await;
     assert_eq!(st, 200, "the root namespace reaches every tenant's tokens");
 
+    // A root mount and a tenant may not share a name: `acme/...` would mean both.
+    for path in ["acme", "acme/inner"] {
+        let (st, v) = s
+            .root(
+                "POST",
+                &format!("sys/mounts/{path}"),
+                Some(json!({ "type": "transit" })),
+            )
+            .await;
+        assert_eq!(st, 400, "{path}: {v}");
+    }
+    let (st, _) = s
+        .root("POST", "sys/mounts/payments", Some(json!({ "type": "transit" })))
+        .await;
+    assert_eq!(st, 204);
+    let (st, v) = s.root("POST", "sys/namespaces/payments", None).await;
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = s.root("LIST", "sys/namespaces", None).await;
+    assert_eq!((st, v["data"]["keys"].clone()), (200, json!(["acme/", "globex/"])));
+
     for bad in ["sys", "a/b", "bad name", ""] {
         let (st, _) = s.root("POST", &format!("sys/namespaces/{bad}"), None).await;
         assert!(st == 400 || st == 405 || st == 404, "{bad}: {st}");
