@@ -28,6 +28,11 @@ pub(crate) async fn load(core: &Core, namespace: &str, name: &str) -> ApiResult<
 
 fn valid_name(name: &str) -> ApiResult<String> {
     let lower = name.to_ascii_lowercase();
+    // Vault folds the case after the ACL check; refusing instead keeps an exact
+    // deny on `sys/policies/acl/admin` from being passed by `.../ADMIN`.
+    if lower != name {
+        return Err(ApiError::bad(format!("policy names are lowercase: use {lower:?}")));
+    }
     if lower.is_empty()
         || lower.len() > 128
         || !lower

@@ -268,6 +268,10 @@ fn corpus(ct: &str, reader_accessor: &str) -> Vec<Case> {
         ("transit/keys/a%2Fb", json!({})),
         (&format!("transit/keys/{}", "n".repeat(300)), json!({})),
         ("sys/policies/acl/p", json!({ "policy": 1 })),
+        (
+            "sys/policies/acl/READER",
+            json!({ "policy": "path \"*\" { capabilities = [\"sudo\"] }" }),
+        ),
         ("sys/policies/acl/p", json!({ "policy": "not hcl {" })),
         (
             "sys/policies/acl/p",
