@@ -3,6 +3,7 @@
 //! are not tied to one API path.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -72,13 +73,13 @@ impl Clock {
 
     pub fn set(&self, t: i64) {
         if let Some(f) = &self.fixed {
-            f.store(t, std::sync::atomic::Ordering::Relaxed);
+            f.store(t, Ordering::Relaxed);
         }
     }
 
     pub fn now(&self) -> i64 {
         match &self.fixed {
-            Some(t) => t.load(std::sync::atomic::Ordering::Relaxed),
+            Some(t) => t.load(Ordering::Relaxed),
             None => SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
@@ -94,6 +95,8 @@ pub(crate) struct Unsealed {
     token_key: hmac::Key,
     /// Tenant keys by namespace (every live version, and the current one); bounded.
     tenants: Lru<String, TenantKeys>,
+    /// The seal epoch it was unsealed in.
+    epoch: u64,
 }
 
 /// Sizes and policies a deployment may tune.
@@ -152,8 +155,10 @@ pub struct Core {
     /// Serialises changes to keys, mounts, tokens and policies.
     pub(crate) write: tokio::sync::Mutex<()>,
     pub(crate) mounts: RwLock<Vec<MountRow>>,
-    /// Unwrapped keyrings in use; bounded, wiped on eviction.
+    /// Unwrapped keyrings in use; bounded, wiped on eviction. Fill through [`Core::cache_key`].
     pub(crate) keys: Lru<KeyId, Arc<Keyring>>,
+    /// Bumped by every seal, before the caches are cleared.
+    seal_epoch: AtomicU64,
     /// Tenants by name (None: no such tenant), so path prefixes resolve without a query.
     pub(crate) namespaces: Lru<String, Option<NamespaceRow>>,
     pub(crate) options: CoreOptions,
@@ -277,6 +282,7 @@ impl Core {
             write: tokio::sync::Mutex::new(()),
             mounts: RwLock::new(Vec::new()),
             keys: Lru::new(CoreOptions::default().key_cache),
+            seal_epoch: AtomicU64::new(0),
             namespaces: Lru::new(CoreOptions::default().tenant_cache),
             options: CoreOptions::default(),
             policies: RwLock::new(HashMap::new()),
@@ -468,6 +474,7 @@ impl Core {
             token_key: derive_token_key(&root),
             root,
             tenants,
+            epoch: self.seal_epoch.load(Ordering::SeqCst),
         };
         *write(&self.mounts) = self.store.mounts().await?;
         self.keys.clear();
@@ -493,9 +500,20 @@ impl Core {
     }
 
     /// Wipes the root key and every unwrapped key from memory.
+    /// Caches an unwrapped keyring for a request that began unsealed. A seal
+    /// may clear the cache between the request's unwrap and this insert; the
+    /// epoch, bumped before that clear, tells, and the entry is taken out again.
+    pub(crate) fn cache_key(&self, u: &Unsealed, id: &KeyId, ring: &Arc<Keyring>) {
+        self.keys.insert(id.clone(), ring.clone());
+        if self.seal_epoch.load(Ordering::SeqCst) != u.epoch {
+            self.keys.remove(id);
+        }
+    }
+
     pub(crate) fn seal(&self) {
         self.auditor.set_unsealed(None, None);
         *write(&self.unsealed) = None;
+        self.seal_epoch.fetch_add(1, Ordering::SeqCst);
         self.keys.clear();
         self.namespaces.clear();
         write(&self.policies).clear();
@@ -638,5 +656,27 @@ mod tests {
         assert_eq!(a.get_version(), Some(uuid::Version::Random));
         assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
         assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn a_keyring_unwrapped_before_a_seal_is_not_cached_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = coffer_store::sqlite::SqliteStore::open(dir.path()).await.unwrap();
+        let core = Core::open(Arc::new(store), Clock::default()).await.unwrap();
+        crate::dev_init(&core, None).await.unwrap();
+        let u = core.unsealed().unwrap();
+        let id = KeyId {
+            namespace: ROOT_NS.into(),
+            mount: "transit".into(),
+            name: "k".into(),
+        };
+        let (ring, _) = Keyring::create("k", coffer_core::keyring::KeyType::Aes256Gcm96, 0).unwrap();
+        let ring = Arc::new(ring);
+        core.cache_key(&u, &id, &ring);
+        assert!(core.keys.get(&id).is_some());
+        // A request that began unsealed finishes after the seal.
+        core.seal();
+        core.cache_key(&u, &id, &ring);
+        assert!(core.keys.get(&id).is_none());
     }
 }

@@ -83,7 +83,7 @@ async fn load(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Option<Arc<Key
         versions.insert(v.version, VersionKeys::from_plaintext(&pt)?);
     }
     let ring = Arc::new(Keyring::from_parts(config, versions));
-    core.keys.insert(id.clone(), ring.clone());
+    core.cache_key(u, id, &ring);
     Ok(Some(ring))
 }
 
@@ -144,7 +144,7 @@ async fn create_locked(core: &Core, u: &Unsealed, id: &KeyId, key_type: KeyType)
     ];
     core.store.apply(ops).await?;
     let ring = Arc::new(ring);
-    core.keys.insert(id.clone(), ring.clone());
+    core.cache_key(u, id, &ring);
     Ok(Some(ring))
 }
 
@@ -163,7 +163,7 @@ where
     ops.push(Op::UpdateTransitKey(config_row(id, &ring)?));
     core.store.apply(ops).await?;
     let ring = Arc::new(ring);
-    core.keys.insert(id.clone(), ring.clone());
+    core.cache_key(u, id, &ring);
     Ok(ring)
 }
 
@@ -334,7 +334,7 @@ async fn create_key(core: &Core, u: &Unsealed, id: &KeyId, p: &Params) -> ApiRes
         .apply(vec![Op::UpdateTransitKey(config_row(id, &ring)?)])
         .await?;
     let ring = Arc::new(ring);
-    core.keys.insert(id.clone(), ring.clone());
+    core.cache_key(u, id, &ring);
     Ok(Reply::Data(key_data(&ring)))
 }
 
