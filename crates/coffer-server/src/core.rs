@@ -159,6 +159,9 @@ pub struct Core {
     pub(crate) keys: Lru<KeyId, Arc<Keyring>>,
     /// Bumped by every seal, before the caches are cleared.
     seal_epoch: AtomicU64,
+    /// Bumped after every stored change to keyrings or tenant keys, before the
+    /// caches are updated: a cache fill whose store reads began earlier is dropped.
+    generation: AtomicU64,
     /// Tenants by name (None: no such tenant), so path prefixes resolve without a query.
     pub(crate) namespaces: Lru<String, Option<NamespaceRow>>,
     pub(crate) options: CoreOptions,
@@ -283,6 +286,7 @@ impl Core {
             mounts: RwLock::new(Vec::new()),
             keys: Lru::new(CoreOptions::default().key_cache),
             seal_epoch: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             namespaces: Lru::new(CoreOptions::default().tenant_cache),
             options: CoreOptions::default(),
             policies: RwLock::new(HashMap::new()),
@@ -500,10 +504,29 @@ impl Core {
     }
 
     /// Wipes the root key and every unwrapped key from memory.
-    /// Caches an unwrapped keyring for a request that began unsealed. A seal
-    /// may clear the cache between the request's unwrap and this insert; the
-    /// epoch, bumped before that clear, tells, and the entry is taken out again.
-    pub(crate) fn cache_key(&self, u: &Unsealed, id: &KeyId, ring: &Arc<Keyring>) {
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// After a stored change to keyrings or tenant keys (callers hold `write`).
+    pub(crate) fn keys_changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Caches a keyring read from the store by reads that began at generation
+    /// `seen`. A write, or a seal, may land between those reads and this insert
+    /// (both bump their counter before touching the cache): the entry is then
+    /// taken out again, so a stale or sealed-over keyring is never left cached.
+    pub(crate) fn fill_key(&self, u: &Unsealed, id: &KeyId, ring: &Arc<Keyring>, seen: u64) {
+        self.keys.insert(id.clone(), ring.clone());
+        if self.generation() != seen || self.seal_epoch.load(Ordering::SeqCst) != u.epoch {
+            self.keys.remove(id);
+        }
+    }
+
+    /// Caches a keyring just stored (callers hold `write`).
+    pub(crate) fn store_key(&self, u: &Unsealed, id: &KeyId, ring: &Arc<Keyring>) {
+        self.keys_changed();
         self.keys.insert(id.clone(), ring.clone());
         if self.seal_epoch.load(Ordering::SeqCst) != u.epoch {
             self.keys.remove(id);
@@ -590,12 +613,19 @@ impl Core {
         if let Some(t) = u.tenants.get(&namespace.to_owned()) {
             return Ok(t);
         }
+        let seen = self.generation();
         let t = self.load_tenant(&u.root, namespace).await?;
         u.tenants.insert(namespace.to_owned(), t.clone());
+        // A rotation that committed meanwhile must not leave its old key cached.
+        if self.generation() != seen {
+            u.tenants.remove(&namespace.to_owned());
+        }
         Ok(t)
     }
 
+    /// After the tenant's keys changed in the store (callers hold `write`).
     pub(crate) fn forget_tenant(&self, u: &Unsealed, namespace: &str) {
+        self.keys_changed();
         u.tenants.remove(&namespace.to_owned());
     }
 
@@ -672,11 +702,47 @@ mod tests {
         };
         let (ring, _) = Keyring::create("k", coffer_core::keyring::KeyType::Aes256Gcm96, 0).unwrap();
         let ring = Arc::new(ring);
-        core.cache_key(&u, &id, &ring);
+        let seen = core.generation();
+        core.fill_key(&u, &id, &ring, seen);
         assert!(core.keys.get(&id).is_some());
         // A request that began unsealed finishes after the seal.
         core.seal();
-        core.cache_key(&u, &id, &ring);
+        core.fill_key(&u, &id, &ring, seen);
         assert!(core.keys.get(&id).is_none());
+        core.store_key(&u, &id, &ring);
+        assert!(core.keys.get(&id).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_keyring_read_before_a_stored_change_is_not_left_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = coffer_store::sqlite::SqliteStore::open(dir.path()).await.unwrap();
+        let core = Core::open(Arc::new(store), Clock::default()).await.unwrap();
+        crate::dev_init(&core, None).await.unwrap();
+        let u = core.unsealed().unwrap();
+        let id = KeyId {
+            namespace: ROOT_NS.into(),
+            mount: "transit".into(),
+            name: "k".into(),
+        };
+        let ring = |n| {
+            Arc::new(
+                Keyring::create("k", coffer_core::keyring::KeyType::Aes256Gcm96, n)
+                    .unwrap()
+                    .0,
+            )
+        };
+        // A request starts reading the key from the store...
+        let seen = core.generation();
+        let (stale, newer) = (ring(1), ring(2));
+        // ...a rotation or trim stores and caches the new state meanwhile...
+        core.store_key(&u, &id, &newer);
+        // ...and the request's copy, read before it, must not replace it for good.
+        core.fill_key(&u, &id, &stale, seen);
+        assert!(core.keys.get(&id).is_none_or(|k| Arc::ptr_eq(&k, &newer)));
+        // A fill whose reads began after the change is kept.
+        let seen = core.generation();
+        core.fill_key(&u, &id, &newer, seen);
+        assert!(core.keys.get(&id).is_some_and(|k| Arc::ptr_eq(&k, &newer)));
     }
 }

@@ -185,6 +185,7 @@ pub(crate) async fn handle(core: &Core, rest: &str, req: Request) -> ApiResult<R
                 .await?;
             write(&core.mounts).retain(|m| !(m.namespace == ns && m.path == path));
             let mount = path.trim_end_matches('/').to_owned();
+            core.keys_changed();
             core.keys.retain(|id| !(id.namespace == ns && id.mount == mount));
             Ok(Reply::NoContent)
         }

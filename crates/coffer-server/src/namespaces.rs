@@ -171,6 +171,7 @@ async fn shred(core: &Core, u: &Unsealed, caller: &Caller, name: &str) -> ApiRes
     core.store.scrub().await?;
     core.namespaces.remove(&name.to_owned());
     core.forget_tenant(u, name);
+    core.keys_changed();
     core.keys.retain(|id| id.namespace != name);
     crate::core::write(&core.mounts).retain(|m| m.namespace != name);
     crate::core::write(&core.policies).retain(|(ns, _), _| ns != name);

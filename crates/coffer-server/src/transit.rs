@@ -65,6 +65,7 @@ async fn load(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Option<Arc<Key
     if let Some(k) = core.keys.get(id) {
         return Ok(Some(k));
     }
+    let seen = core.generation();
     let Some(row) = core.store.transit_key(&id.namespace, &id.mount, &id.name).await? else {
         return Ok(None);
     };
@@ -83,7 +84,7 @@ async fn load(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Option<Arc<Key
         versions.insert(v.version, VersionKeys::from_plaintext(&pt)?);
     }
     let ring = Arc::new(Keyring::from_parts(config, versions));
-    core.cache_key(u, id, &ring);
+    core.fill_key(u, id, &ring, seen);
     Ok(Some(ring))
 }
 
@@ -144,7 +145,7 @@ async fn create_locked(core: &Core, u: &Unsealed, id: &KeyId, key_type: KeyType)
     ];
     core.store.apply(ops).await?;
     let ring = Arc::new(ring);
-    core.cache_key(u, id, &ring);
+    core.store_key(u, id, &ring);
     Ok(Some(ring))
 }
 
@@ -163,7 +164,7 @@ where
     ops.push(Op::UpdateTransitKey(config_row(id, &ring)?));
     core.store.apply(ops).await?;
     let ring = Arc::new(ring);
-    core.cache_key(u, id, &ring);
+    core.store_key(u, id, &ring);
     Ok(ring)
 }
 
@@ -327,6 +328,7 @@ async fn create_key(core: &Core, u: &Unsealed, id: &KeyId, p: &Params) -> ApiRes
                 name: id.name.clone(),
             }])
             .await?;
+        core.keys_changed();
         core.keys.remove(id);
         return Err(e.into());
     }
@@ -334,7 +336,7 @@ async fn create_key(core: &Core, u: &Unsealed, id: &KeyId, p: &Params) -> ApiRes
         .apply(vec![Op::UpdateTransitKey(config_row(id, &ring)?)])
         .await?;
     let ring = Arc::new(ring);
-    core.cache_key(u, id, &ring);
+    core.store_key(u, id, &ring);
     Ok(Reply::Data(key_data(&ring)))
 }
 
@@ -353,6 +355,7 @@ async fn delete_key(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Reply> {
             name: id.name.clone(),
         }])
         .await?;
+    core.keys_changed();
     core.keys.remove(id);
     Ok(Reply::NoContent)
 }
