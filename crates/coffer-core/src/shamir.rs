@@ -55,11 +55,11 @@ pub fn combine(shares: &[Share]) -> Result<Key256, Error> {
     if shares.iter().any(|s| s.len() != SHARE_LEN) {
         return Err(Error::Shamir("invalid unseal key length"));
     }
-    let raw: Vec<Vec<u8>> = shares.iter().map(|s| s.to_vec()).collect();
-    let secret = Zeroizing::new(Gf256::combine_bytes(&raw).map_err(|_| Error::Shamir("unseal keys do not combine"))?);
-    for mut r in raw {
-        zeroize::Zeroize::zeroize(&mut r);
-    }
+    let mut raw: Vec<Vec<u8>> = shares.iter().map(|s| s.to_vec()).collect();
+    let combined = Gf256::combine_bytes(&raw);
+    // Wiped before any return, the failing one included.
+    raw.iter_mut().for_each(zeroize::Zeroize::zeroize);
+    let secret = Zeroizing::new(combined.map_err(|_| Error::Shamir("unseal keys do not combine"))?);
     Key256::from_slice(&secret).ok_or(Error::Shamir("unseal keys do not combine"))
 }
 

@@ -271,6 +271,17 @@ struct ChainState {
     head: [u8; 32],
     next_session: u32,
     session: Option<(u32, u32, Key256)>,
+    /// Records sealed under the current session key.
+    session_records: u64,
+}
+
+/// Records one session key seals before the writer starts a new session:
+/// AES-GCM with random nonces stays far below NIST's 2^32 messages per key.
+const SESSION_RECORDS: u64 = 1 << 30;
+
+/// Whether a batch of `batch` records needs a new session first.
+fn needs_session(current: Option<u32>, key_version: u32, sealed: u64, batch: usize) -> bool {
+    current != Some(key_version) || sealed.saturating_add(batch as u64) > SESSION_RECORDS
 }
 
 impl ChainState {
@@ -288,6 +299,7 @@ impl ChainState {
             head,
             next_session,
             session: None,
+            session_records: 0,
         })
     }
 }
@@ -459,7 +471,8 @@ impl Writer {
         };
         let saved = (self.state.next_seq, self.state.head, self.state.next_session);
         let mut new_session = None;
-        if self.state.session.as_ref().is_none_or(|(_, v, _)| *v != key_version) {
+        let current = self.state.session.as_ref().map(|(_, v, _)| *v);
+        if needs_session(current, key_version, self.state.session_records, jobs.len()) {
             let (session_public, key) =
                 audit::start_session(&public).map_err(|e| AuditError::Unavailable(e.to_string()))?;
             let id = self.state.next_session;
@@ -510,7 +523,9 @@ impl Writer {
         self.unsigned = checkpoint.is_none();
         if let Some((_, session)) = new_session {
             self.state.session = Some(session);
+            self.state.session_records = 0;
         }
+        self.state.session_records += jobs.len() as u64;
         Ok(())
     }
 
@@ -591,5 +606,20 @@ impl Reader {
             },
             _ => json!({ "seq": r.seq, "error": "record does not decrypt: altered or foreign" }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_key_is_retired_before_its_record_limit() {
+        assert!(needs_session(None, 1, 0, 1), "no session yet");
+        assert!(needs_session(Some(1), 2, 0, 1), "the audit key was rotated");
+        assert!(!needs_session(Some(1), 1, 0, 1024));
+        assert!(!needs_session(Some(1), 1, SESSION_RECORDS - 5, 5));
+        assert!(needs_session(Some(1), 1, SESSION_RECORDS - 5, 6));
+        assert!(needs_session(Some(1), 1, u64::MAX, 1));
     }
 }

@@ -187,6 +187,8 @@ pub(crate) async fn handle(core: &Core, rest: &str, req: Request) -> ApiResult<R
             let mount = path.trim_end_matches('/').to_owned();
             core.keys_changed();
             core.keys.retain(|id| !(id.namespace == ns && id.mount == mount));
+            // Its keys' wrapped bytes must not linger in the WAL.
+            core.store.scrub().await?;
             Ok(Reply::NoContent)
         }
         Operation::List => Err(ApiError::MethodNotAllowed),

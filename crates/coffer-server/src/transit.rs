@@ -230,7 +230,7 @@ pub(crate) async fn handle(
                 "trim" => {
                     let min = req.params.u32("min_available_version")?;
                     let min = min.ok_or_else(|| ApiError::bad("missing min_available_version"))?;
-                    mutate(core, u, &id, |r, _, _| {
+                    let trimmed = mutate(core, u, &id, |r, _, _| {
                         r.trim(min)?;
                         Ok(vec![Op::DeleteTransitVersionsBelow {
                             namespace: id.namespace.clone(),
@@ -239,7 +239,10 @@ pub(crate) async fn handle(
                             below: min,
                         }])
                     })
-                    .await?
+                    .await?;
+                    // The trimmed versions' wrapped bytes must not linger in the WAL.
+                    core.store.scrub().await?;
+                    trimmed
                 }
                 _ => return Err(ApiError::UnsupportedPath),
             };
@@ -357,6 +360,8 @@ async fn delete_key(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Reply> {
         .await?;
     core.keys_changed();
     core.keys.remove(id);
+    // The deleted key's wrapped bytes must not linger in the WAL.
+    core.store.scrub().await?;
     Ok(Reply::NoContent)
 }
 

@@ -368,3 +368,65 @@ async fn shredding_leaves_nothing_unwrappable_and_a_tombstone() {
         );
     }
 }
+
+#[tokio::test]
+async fn trimmed_and_deleted_keys_leave_no_wrapped_bytes_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let s = Server::with_config(&data);
+    let (_key, root) = init_unseal(&s).await;
+    for (method, path, body) in [
+        ("POST", "transit/keys/t", None),
+        ("POST", "transit/keys/t/rotate", None),
+        ("POST", "transit/keys/d", None),
+        (
+            "POST",
+            "transit/keys/t/config",
+            Some(json!({ "min_decryption_version": 2, "min_encryption_version": 2 })),
+        ),
+        (
+            "POST",
+            "transit/keys/d/config",
+            Some(json!({ "deletion_allowed": true })),
+        ),
+    ] {
+        let (st, v) = s.call(method, path, Some(&root), body).await;
+        assert!(st == 200 || st == 204, "{path}: {v}");
+    }
+    let blobs: Vec<Vec<u8>> = {
+        let store = SqliteStore::open(&data).await.unwrap();
+        let mut b: Vec<Vec<u8>> = store
+            .transit_versions("", "transit", "t")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|v| v.version == 1)
+            .map(|v| v.wrapped)
+            .collect();
+        b.extend(
+            store
+                .transit_versions("", "transit", "d")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|v| v.wrapped),
+        );
+        b
+    };
+    assert_eq!(blobs.len(), 2);
+    let (st, v) = s
+        .call(
+            "POST",
+            "transit/keys/t/trim",
+            Some(&root),
+            Some(json!({ "min_available_version": 2 })),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(s.call("DELETE", "transit/keys/d", Some(&root), None).await.0, 204);
+    // Read while the server runs: a clean shutdown would checkpoint the WAL anyway.
+    let disk = all_bytes(&data);
+    for (i, b) in blobs.iter().enumerate() {
+        assert!(!contains(&disk, b), "wrapped blob {i} is still on disk");
+    }
+}
