@@ -204,7 +204,7 @@ pub(crate) async fn rotate_tenant_key(core: &Core, u: &Unsealed, name: &str) -> 
             let label = Label::transit(name, &k.mount, &k.name, row.version);
             let pt = wrap::unwrap(old.key(row.kek_version)?, &label, &row.wrapped)
                 .map_err(|_| ApiError::Internal(format!("stored key {} v{} fails to unwrap", k.name, row.version)))?;
-            ops.push(Op::PutTransitVersion(TransitVersionRow {
+            ops.push(Op::RewrapTransitVersion(TransitVersionRow {
                 kek_version: v,
                 wrapped: wrap::wrap(&new_key, &label, pt.as_bytes())?.0,
                 ..row

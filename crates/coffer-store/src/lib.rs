@@ -68,7 +68,10 @@ pub enum Op {
     /// Fails with [`StoreError::Conflict`] if the key exists.
     InsertTransitKey(TransitKeyRow),
     UpdateTransitKey(TransitKeyRow),
+    /// A new version; an existing one is a conflict, never overwritten.
     PutTransitVersion(TransitVersionRow),
+    /// The same version wrapped anew (tenant key rotation).
+    RewrapTransitVersion(TransitVersionRow),
     /// Deletes versions below `below` (trim).
     DeleteTransitVersionsBelow {
         namespace: String,

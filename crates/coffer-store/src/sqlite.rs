@@ -181,7 +181,7 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
         }
         Op::PutTransitVersion(v) => {
             sqlx::query(
-                "INSERT OR REPLACE INTO transit_key_versions (namespace, mount, name, version, kek_version, wrapped) \
+                "INSERT INTO transit_key_versions (namespace, mount, name, version, kek_version, wrapped) \
                  VALUES (?, ?, ?, ?, ?, ?)",
             )
             .bind(v.namespace)
@@ -191,7 +191,27 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
             .bind(i64::from(v.kek_version))
             .bind(v.wrapped)
             .execute(&mut **tx)
+            .await
+            .map_err(|e| conflict(e, "key version"))?;
+        }
+        Op::RewrapTransitVersion(v) => {
+            let done = sqlx::query(
+                "UPDATE transit_key_versions SET kek_version = ?, wrapped = ? \
+                 WHERE namespace = ? AND mount = ? AND name = ? AND version = ?",
+            )
+            .bind(i64::from(v.kek_version))
+            .bind(v.wrapped)
+            .bind(v.namespace)
+            .bind(v.mount)
+            .bind(v.name)
+            .bind(i64::from(v.version))
+            .execute(&mut **tx)
             .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Backend(
+                    "rewrapping a key version that is not stored".into(),
+                ));
+            }
         }
         Op::DeleteTransitVersionsBelow {
             namespace,
@@ -691,6 +711,22 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict("key")));
         assert_eq!(s.transit_key_names("", "transit").await.unwrap(), vec!["a".to_string()]);
+        // A stored version is never overwritten by a new one; only rewrapped in place.
+        let mut other = version_row("a", 1);
+        other.wrapped = vec![0xEE];
+        let err = s.apply(vec![Op::PutTransitVersion(other.clone())]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict("key version")));
+        assert_eq!(
+            s.transit_versions("", "transit", "a").await.unwrap(),
+            vec![version_row("a", 1)]
+        );
+        s.apply(vec![Op::RewrapTransitVersion(other.clone())]).await.unwrap();
+        assert_eq!(s.transit_versions("", "transit", "a").await.unwrap(), vec![other]);
+        assert!(
+            s.apply(vec![Op::RewrapTransitVersion(version_row("a", 9))])
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

@@ -47,7 +47,7 @@ async fn a_wrapped_key_copied_into_another_row_does_not_unwrap() {
         let store = SqliteStore::open(&data).await.unwrap();
         let mut alice = store.transit_versions("", "transit", "alice").await.unwrap().remove(0);
         alice.name = "mallory".into();
-        store.apply(vec![Op::PutTransitVersion(alice)]).await.unwrap();
+        store.apply(vec![Op::RewrapTransitVersion(alice)]).await.unwrap();
     }
 
     let s = Server::with_config(&data);
