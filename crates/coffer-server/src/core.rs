@@ -688,8 +688,8 @@ mod tests {
         assert_ne!(a, b);
     }
 
-    #[tokio::test]
-    async fn a_keyring_unwrapped_before_a_seal_is_not_cached_after_it() {
+    /// An unsealed core over a fresh store, and the id of a key in it.
+    async fn unsealed_core() -> (tempfile::TempDir, Core, Arc<Unsealed>, KeyId) {
         let dir = tempfile::tempdir().unwrap();
         let store = coffer_store::sqlite::SqliteStore::open(dir.path()).await.unwrap();
         let core = Core::open(Arc::new(store), Clock::default()).await.unwrap();
@@ -700,8 +700,21 @@ mod tests {
             mount: "transit".into(),
             name: "k".into(),
         };
-        let (ring, _) = Keyring::create("k", coffer_core::keyring::KeyType::Aes256Gcm96, 0).unwrap();
-        let ring = Arc::new(ring);
+        (dir, core, u, id)
+    }
+
+    fn ring(created: i64) -> Arc<Keyring> {
+        Arc::new(
+            Keyring::create("k", coffer_core::keyring::KeyType::Aes256Gcm96, created)
+                .unwrap()
+                .0,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_keyring_unwrapped_before_a_seal_is_not_cached_after_it() {
+        let (_dir, core, u, id) = unsealed_core().await;
+        let ring = ring(0);
         let seen = core.generation();
         core.fill_key(&u, &id, &ring, seen);
         assert!(core.keys.get(&id).is_some());
@@ -715,23 +728,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_keyring_read_before_a_stored_change_is_not_left_cached() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = coffer_store::sqlite::SqliteStore::open(dir.path()).await.unwrap();
-        let core = Core::open(Arc::new(store), Clock::default()).await.unwrap();
-        crate::dev_init(&core, None).await.unwrap();
-        let u = core.unsealed().unwrap();
-        let id = KeyId {
-            namespace: ROOT_NS.into(),
-            mount: "transit".into(),
-            name: "k".into(),
-        };
-        let ring = |n| {
-            Arc::new(
-                Keyring::create("k", coffer_core::keyring::KeyType::Aes256Gcm96, n)
-                    .unwrap()
-                    .0,
-            )
-        };
+        let (_dir, core, u, id) = unsealed_core().await;
         // A request starts reading the key from the store...
         let seen = core.generation();
         let (stale, newer) = (ring(1), ring(2));

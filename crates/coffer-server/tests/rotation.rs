@@ -1,4 +1,5 @@
-//! Scheduled rotation with a controllable clock, in process.
+//! The scheduler's work with a controllable clock, in process: rotation
+//! of due keys and tenant keys, and revocation of expired tokens.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
-use coffer_server::{Clock, Core, CoreOptions, Rotated, rotate_due};
+use coffer_server::{Clock, Core, CoreOptions, Rotated, revoke_expired_tokens, rotate_due};
 use coffer_store::sqlite::SqliteStore;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -39,10 +40,14 @@ async fn env(options: CoreOptions) -> Env {
 }
 
 async fn call(e: &Env, method: &str, path: &str, ns: Option<&str>, body: Value) -> (u16, Value) {
+    call_as(e, "root", method, path, ns, body).await
+}
+
+async fn call_as(e: &Env, token: &str, method: &str, path: &str, ns: Option<&str>, body: Value) -> (u16, Value) {
     let mut req = Request::builder()
         .method(method)
         .uri(format!("/v1/{path}"))
-        .header("X-Vault-Token", "root");
+        .header("X-Vault-Token", token);
     if let Some(ns) = ns {
         req = req.header("X-Vault-Namespace", ns);
     }
@@ -175,4 +180,37 @@ async fn tenant_keys_rotate_and_rewrap_their_keys_online() {
         .0,
         200
     );
+}
+
+#[tokio::test]
+async fn a_child_does_not_outlive_its_expired_parent() {
+    let e = env(CoreOptions::default()).await;
+    let token = |v: &Value| v["auth"]["client_token"].as_str().unwrap().to_owned();
+    let (st, v) = call(&e, "POST", "auth/token/create", None, json!({ "ttl": "1h" })).await;
+    assert_eq!(st, 200, "{v}");
+    let parent = token(&v);
+    let (st, v) = call_as(&e, &parent, "POST", "auth/token/create", None, json!({ "ttl": "10h" })).await;
+    assert_eq!(st, 200, "{v}");
+    let child = token(&v);
+    let (_, v) = call(&e, "POST", "auth/token/create-orphan", None, json!({ "ttl": "1h" })).await;
+    let orphan = token(&v);
+
+    assert_eq!(
+        revoke_expired_tokens(&e.core).await.unwrap(),
+        0,
+        "nothing has expired yet"
+    );
+    e.clock.set(1_800_000_000 + 2 * HOUR);
+    // The child's own TTL has hours left; its parent's has run out.
+    assert_eq!(
+        revoke_expired_tokens(&e.core).await.unwrap(),
+        2,
+        "the parent and the orphan"
+    );
+    // The child is asked first: presenting the parent would revoke the tree by itself.
+    for t in [&child, &orphan, &parent] {
+        let (st, _) = call_as(&e, t, "GET", "auth/token/lookup-self", None, json!({})).await;
+        assert_eq!(st, 403);
+    }
+    assert_eq!(call(&e, "GET", "auth/token/lookup-self", None, json!({})).await.0, 200);
 }
