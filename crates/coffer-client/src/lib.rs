@@ -57,7 +57,7 @@ pub type Result<T> = std::result::Result<T, ClientError>;
 pub struct Client {
     http: reqwest::Client,
     addr: String,
-    token: Option<String>,
+    token: Option<Zeroizing<String>>,
     namespace: Option<String>,
 }
 
@@ -109,7 +109,7 @@ impl Client {
         Ok(Client {
             http,
             addr: addr.trim_end_matches('/').to_owned(),
-            token,
+            token: token.map(Zeroizing::new),
             namespace: None,
         })
     }
@@ -126,7 +126,11 @@ impl Client {
             .http
             .request(method, format!("{}/v1/{}", self.addr, path.trim_start_matches('/')));
         if let Some(t) = &self.token {
-            rb = rb.header("X-Vault-Token", t);
+            // Sensitive: never indexed by HPACK nor shown by the HTTP stack's own Debug.
+            let mut v = reqwest::header::HeaderValue::from_str(t)
+                .map_err(|_| ClientError::Protocol("the token is not a valid header value".into()))?;
+            v.set_sensitive(true);
+            rb = rb.header("X-Vault-Token", v);
         }
         if let Some(ns) = &self.namespace {
             rb = rb.header("X-Vault-Namespace", ns);

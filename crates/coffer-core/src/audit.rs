@@ -310,6 +310,7 @@ fn chain_finding(rows: &[Row], links: &[Hash]) -> Option<Finding> {
             });
         }
         // The predecessor is properly linked but hashes differently now: its content changed.
+        // (Without the key, an edit of this row's `prev` alone looks the same; the earlier row is named.)
         if j < 2 || prev_row.prev == links[j - 2] {
             return Some(Finding {
                 seq: prev_row.seq,

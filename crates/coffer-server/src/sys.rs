@@ -39,7 +39,7 @@ fn seal_status_json(s: &SealStatus) -> Value {
 /// Endpoints that need no token and work while sealed.
 pub(crate) async fn public(core: &Core, req: Request) -> ApiResult<Reply> {
     match (req.path.as_str(), req.op) {
-        ("sys/health", Operation::Read) => Ok(health(core, &req)),
+        ("sys/health", Operation::Read) => health(core, &req),
         ("sys/seal-status", Operation::Read) => Ok(Reply::Raw(StatusCode::OK, seal_status_json(&core.seal_status()))),
         ("sys/leader", Operation::Read) => Ok(Reply::Raw(
             StatusCode::OK,
@@ -55,24 +55,33 @@ pub(crate) async fn public(core: &Core, req: Request) -> ApiResult<Reply> {
     }
 }
 
-fn health(core: &Core, req: &Request) -> Reply {
+fn health(core: &Core, req: &Request) -> ApiResult<Reply> {
+    // Like Vault, a code that is not a number is a 400; a 1xx is too, as it is not a final answer.
+    // Standby and replication codes never apply here but are checked the same way.
+    let mut codes = [
+        ("uninitcode", 501),
+        ("sealedcode", 503),
+        ("activecode", 200),
+        ("standbycode", 429),
+        ("performancestandbycode", 473),
+        ("drsecondarycode", 472),
+    ];
+    for (name, code) in &mut codes {
+        if let Some(v) = req.query.get(*name) {
+            *code = v
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (200..=599).contains(c))
+                .ok_or_else(|| ApiError::bad(format!("bad code for {name} parameter: want 200-599")))?;
+        }
+    }
     let s = core.seal_status();
-    let code = |name: &str, default: u16| {
-        req.query
-            .get(name)
-            .and_then(|v| v.parse::<u16>().ok())
-            // A 1xx is not a final answer: hyper would send 500 instead.
-            .filter(|c| (200..=599).contains(c))
-            .and_then(|c| StatusCode::from_u16(c).ok())
-            .unwrap_or(StatusCode::from_u16(default).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+    let code = match (s.initialized, s.sealed) {
+        (false, _) => codes[0].1,
+        (true, true) => codes[1].1,
+        (true, false) => codes[2].1,
     };
-    let status = if !s.initialized {
-        code("uninitcode", 501)
-    } else if s.sealed {
-        code("sealedcode", 503)
-    } else {
-        code("activecode", 200)
-    };
+    let status = StatusCode::from_u16(code).map_err(|_| ApiError::bad("bad code"))?;
     let now = core.now();
     let mut body = json!({
         "initialized": s.initialized,
@@ -88,7 +97,7 @@ fn health(core: &Core, req: &Request) -> Reply {
         body["cluster_name"] = json!(c.cluster_name);
         body["cluster_id"] = json!(c.cluster_id);
     }
-    Reply::Raw(status, body)
+    Ok(Reply::Raw(status, body))
 }
 
 async fn init(core: &Core, req: &Request) -> ApiResult<Reply> {

@@ -232,9 +232,17 @@ async fn health_answers_vault_shapes_and_codes() {
     );
     let (st, _) = s.call("GET", "sys/health?activecode=299", None, None).await;
     assert_eq!(st, 299);
-    // A 1xx is not a final status (hyper would answer 500): the default applies.
-    let (st, _) = s.call("GET", "sys/health?activecode=100", None, None).await;
-    assert_eq!(st, 200);
+    // A 1xx is not a final status (hyper would answer 500), and a word is no code: 400, as Vault.
+    for bad in [
+        "activecode=100",
+        "activecode=ok",
+        "sealedcode=600",
+        "uninitcode=-1",
+        "standbycode=x",
+    ] {
+        let (st, v) = s.call("GET", &format!("sys/health?{bad}"), None, None).await;
+        assert_eq!((st, v["errors"].is_array()), (400, true), "{bad}");
+    }
     let (st, v) = s.call("GET", "sys/seal-status", None, None).await;
     assert_eq!(
         (st, v["type"].as_str(), v["n"].as_u64()),
