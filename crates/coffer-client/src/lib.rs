@@ -105,7 +105,13 @@ impl Client {
                 ));
             }
         }
-        let http = b.build()?;
+        // Redirects would carry the token and the body elsewhere (X-Vault-Token is not stripped).
+        // The server's own deadline is 90 s by default: give it room to answer first.
+        let http = b
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(120))
+            .build()?;
         Ok(Client {
             http,
             addr: addr.trim_end_matches('/').to_owned(),
@@ -138,9 +144,17 @@ impl Client {
         if let Some(b) = body {
             rb = rb.json(&b);
         }
-        let resp = rb.send().await?;
+        let mut resp = rb.send().await?;
         let status = resp.status();
-        let bytes = resp.bytes().await?;
+        let mut bytes = Zeroizing::new(Vec::new());
+        while let Some(chunk) = resp.chunk().await? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(ClientError::Protocol(format!(
+                    "response larger than {MAX_RESPONSE_BYTES} bytes"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         let value: Option<Value> = if bytes.is_empty() {
             None
         } else {
@@ -175,30 +189,92 @@ impl Client {
         if let Some(a) = aad {
             body["associated_data"] = json!(STANDARD.encode(a));
         }
-        let d = self.data("POST", &format!("{mount}/encrypt/{key}"), Some(body)).await?;
+        let d = self
+            .data("POST", &transit_path(mount, "encrypt", key)?, Some(body))
+            .await?;
         d["ciphertext"]
             .as_str()
             .map(str::to_owned)
             .ok_or_else(|| ClientError::Protocol("no ciphertext".into()))
     }
 
-    /// Decrypts a `vault:vN:` ciphertext to bytes.
-    pub async fn decrypt(&self, mount: &str, key: &str, ciphertext: &str, aad: Option<&[u8]>) -> Result<Vec<u8>> {
+    /// Decrypts a `vault:vN:` ciphertext to bytes, wiped when dropped.
+    pub async fn decrypt(
+        &self,
+        mount: &str,
+        key: &str,
+        ciphertext: &str,
+        aad: Option<&[u8]>,
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let mut body = json!({ "ciphertext": ciphertext });
         if let Some(a) = aad {
             body["associated_data"] = json!(STANDARD.encode(a));
         }
-        let d = self.data("POST", &format!("{mount}/decrypt/{key}"), Some(body)).await?;
+        let d = self
+            .data("POST", &transit_path(mount, "decrypt", key)?, Some(body))
+            .await?;
         let b64 = d["plaintext"]
             .as_str()
             .ok_or_else(|| ClientError::Protocol("no plaintext".into()))?;
-        STANDARD.decode(b64).map_err(|e| ClientError::Protocol(e.to_string()))
+        let mut out = Zeroizing::new(Vec::with_capacity(b64.len() / 4 * 3 + 3));
+        STANDARD
+            .decode_vec(b64, &mut out)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(out)
     }
+}
+
+/// Largest response body read; Coffer's answers are far smaller.
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// `{mount}/{op}/{key}`, refusing names that would change the path: a URL
+/// resolves `..` and cuts at `?` or `#` before the server sees them.
+fn transit_path(mount: &str, op: &str, key: &str) -> Result<String> {
+    let bad_segment = |s: &str| {
+        s.is_empty()
+            || s == "."
+            || s == ".."
+            || s.chars()
+                .any(|c| matches!(c, '?' | '#' | '%' | '\\') || c.is_whitespace() || c.is_control())
+    };
+    if mount.split('/').any(bad_segment) {
+        return Err(ClientError::Protocol(format!("invalid mount path {mount:?}")));
+    }
+    if key.contains('/') || bad_segment(key) {
+        return Err(ClientError::Protocol(format!("invalid key name {key:?}")));
+    }
+    Ok(format!("{mount}/{op}/{key}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_cannot_change_the_path() {
+        assert_eq!(
+            transit_path("transit", "encrypt", "orders").unwrap(),
+            "transit/encrypt/orders"
+        );
+        assert_eq!(
+            transit_path("acme/transit", "decrypt", "k-1.v2").unwrap(),
+            "acme/transit/decrypt/k-1.v2"
+        );
+        for (mount, key) in [
+            ("transit", "x/../../encrypt/victim"),
+            ("transit", "../../sys/seal"),
+            ("transit", ".."),
+            ("transit", "k?x=1"),
+            ("transit", "k#frag"),
+            ("transit", "%2e%2e"),
+            ("transit", ""),
+            ("transit/..", "k"),
+            ("", "k"),
+            ("transit", "a b"),
+        ] {
+            assert!(transit_path(mount, "encrypt", key).is_err(), "{mount} {key}");
+        }
+    }
 
     #[test]
     fn debug_hides_the_token() {

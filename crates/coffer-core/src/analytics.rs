@@ -70,6 +70,7 @@ struct Identity {
     windows_seen: u32,
     baseline: f64,
     sources: HashSet<String>,
+    sources_full: bool,
     rate_alerted: bool,
     burst_alerted: bool,
     hours_alerted_at: Option<i64>,
@@ -179,13 +180,20 @@ impl Analyzer {
                 );
             }
         }
-        if r.new_source && !id.sources.contains(e.source) {
+        // Once an identity has MAX_SOURCES, unseen ones are no longer news: one alert says so.
+        if r.new_source && !id.sources.contains(e.source) && !id.sources_full {
             let known = !id.sources.is_empty();
             if id.sources.len() < MAX_SOURCES {
                 id.sources.insert(e.source.to_owned());
-            }
-            if known {
-                alert("new_source", format!("first decrypt from {}", e.source));
+                if known {
+                    alert("new_source", format!("first decrypt from {}", e.source));
+                }
+            } else {
+                id.sources_full = true;
+                alert(
+                    "new_source",
+                    format!("more than {MAX_SOURCES} sources; new ones are no longer reported"),
+                );
             }
         }
         alerts
@@ -289,6 +297,24 @@ mod tests {
             alerts.iter().map(|x| x.rule.as_str()).collect::<Vec<_>>(),
             vec!["new_source"]
         );
+    }
+
+    #[test]
+    fn a_full_source_list_alerts_once_not_on_every_decrypt() {
+        let mut a = Analyzer::new(rules());
+        let mut new_source = 0;
+        for i in 0..MAX_SOURCES + 100 {
+            let src = format!("10.1.{}.{}", i / 256, i % 256);
+            new_source += a
+                .observe(&ev(i as i64, &src, false))
+                .iter()
+                .filter(|x| x.rule == "new_source")
+                .count();
+        }
+        // The first source is the baseline; then one per new source, and one saying the list is full.
+        assert_eq!(new_source, MAX_SOURCES - 1 + 1);
+        let later = a.observe(&ev(10_000, "203.0.113.9", false));
+        assert!(later.iter().all(|x| x.rule != "new_source"), "{later:?}");
     }
 
     #[test]

@@ -276,9 +276,14 @@ pub fn verify(rows: &[Row], checkpoints: &[Checkpoint], public_key: &[u8]) -> Re
         }
     }
     report.unsigned_tail = last.saturating_sub(sorted.last().map_or(first.saturating_sub(1), |c| c.seq));
-    if rows.first().is_some_and(|r| r.seq != 1) && sorted.first().is_none_or(|c| c.seq < first) {
-        // The chain must start at 1 unless a checkpoint vouches for what was pruned.
-        report.finding = found(1, Tamper::Deleted);
+    if let Some(r) = rows.first() {
+        // The chain starts at 1 from nothing, unless a checkpoint signed the head of what was pruned.
+        let vouched = sorted.iter().any(|c| c.seq + 1 == r.seq && c.head == r.prev);
+        if r.seq == 1 && r.prev != [0; 32] {
+            report.finding = found(1, Tamper::Edited);
+        } else if r.seq != 1 && !vouched {
+            report.finding = found(1, Tamper::Deleted);
+        }
     }
     report
 }
@@ -412,6 +417,13 @@ mod tests {
 
         let head_cut = rows[2..].to_vec();
         assert_eq!(check(&head_cut, &[], &pk), Some((1, "deleted")));
+        // A checkpoint past the cut says nothing of the rows before it.
+        assert_eq!(check(&head_cut, &cps, &pk), Some((1, "deleted")));
+        let early = signed(&rows, &signer, &[2, 10]);
+        assert_eq!(check(&head_cut, &early, &pk), None, "pruned below a signed head");
+        let mut first_edited = rows.clone();
+        first_edited[0].prev[0] = 1;
+        assert_eq!(check(&first_edited, &[], &pk), Some((1, "edited")));
     }
 
     #[test]

@@ -223,7 +223,7 @@ impl Auditor {
         };
         for alert in alerts {
             tracing::warn!(rule = %alert.rule, identity = %alert.identity, "audit alert: {}", alert.detail);
-            let rec = json!({ "v": 1, "kind": "alert", "t": time * 1000, "node": self.node, "rule": alert.rule,
+            let rec = json!({ "v": 1, "kind": "alert", "t": time, "node": self.node, "rule": alert.rule,
                               "who": alert.identity, "src": alert.source, "detail": alert.detail });
             let _ = self.record(&rec, false).await;
             {
@@ -256,7 +256,8 @@ fn spawn_webhook(url: String) -> mpsc::Sender<Alert> {
                 match client.post(&url).json(&alert).send().await {
                     Ok(r) if r.status().is_success() => break,
                     Ok(r) => tracing::warn!(attempt, status = %r.status(), "audit webhook refused an alert"),
-                    Err(e) => tracing::warn!(attempt, "audit webhook unreachable: {e}"),
+                    // Without the URL: webhook paths often carry a secret.
+                    Err(e) => tracing::warn!(attempt, "audit webhook unreachable: {}", e.without_url()),
                 }
                 tokio::time::sleep(delay).await;
                 delay *= 2;
@@ -331,19 +332,44 @@ pub(crate) fn to_checkpoint(c: &AuditCheckpointRow) -> Checkpoint {
 }
 
 /// An extra sink: the same rows as JSON lines in a file, fsynced per batch.
+/// Lines it could not write are kept and written first next time, so a
+/// sink that recovers has no gap.
 struct FileSink {
     path: PathBuf,
     file: Option<std::fs::File>,
+    pending: String,
+    /// A failed write may have left part of a line: start the next on a fresh one.
+    torn: bool,
 }
+
+/// Unwritten sink lines kept at most; beyond, they are replaced by a note (audit.db has them).
+const SINK_PENDING_MAX: usize = 64 << 20;
 
 impl FileSink {
     fn new(path: PathBuf) -> Self {
-        FileSink { path, file: None }
+        FileSink {
+            path,
+            file: None,
+            pending: String::new(),
+            torn: false,
+        }
     }
 
     /// Blocks the writer thread; if it never returns, requests still fail at their deadline.
     fn write(&mut self, lines: &str) -> Result<(), String> {
         use std::io::Write;
+        if self.torn && self.pending.is_empty() {
+            self.pending.push('\n');
+        }
+        if self.pending.len() + lines.len() > SINK_PENDING_MAX {
+            let dropped = self.pending.lines().filter(|l| !l.is_empty()).count() + lines.lines().count();
+            self.pending = format!(
+                "\n{}\n",
+                json!({ "sink_gap": dropped, "note": "lines this file could not take; audit.db holds every row" })
+            );
+        } else {
+            self.pending.push_str(lines);
+        }
         let path = &self.path;
         let f = match &mut self.file {
             Some(f) => f,
@@ -355,10 +381,13 @@ impl FileSink {
                     .map_err(|e| format!("{}: {e}", path.display()))?,
             ),
         };
-        if let Err(e) = f.write_all(lines.as_bytes()).and_then(|_| f.sync_data()) {
+        if let Err(e) = f.write_all(self.pending.as_bytes()).and_then(|_| f.sync_data()) {
             self.file = None;
+            self.torn = true;
             return Err(format!("{}: {e}", self.path.display()));
         }
+        self.pending.clear();
+        self.torn = false;
         Ok(())
     }
 }
@@ -443,7 +472,10 @@ impl Writer {
         };
         let c = self.checkpoint(&signer);
         // On failure the next batch's checkpoint covers these records; no retry loop.
-        if let Err(e) = self.commit(None, &[], Some(&c)) {
+        if let Err(e) = self
+            .commit(None, &[], Some(&c))
+            .and_then(|()| self.copy_to_sink(&[], Some(&c)))
+        {
             tracing::error!("audit checkpoint failed: {e}");
         }
     }
@@ -526,10 +558,11 @@ impl Writer {
             self.state.session_records = 0;
         }
         self.state.session_records += jobs.len() as u64;
-        Ok(())
+        // The rows are stored and the chain has moved on; a failing sink still fails the batch.
+        self.copy_to_sink(&rows, checkpoint.as_ref())
     }
 
-    /// Appends to the store, then to the file sink if there is one.
+    /// Appends to the store.
     fn commit(
         &mut self,
         session: Option<&AuditSessionRow>,
@@ -545,6 +578,15 @@ impl Writer {
             m.audit_batch_records.record(rows.len() as f64);
             m.audit_records.increment(rows.len() as u64);
         }
+        Ok(())
+    }
+
+    /// Copies stored rows to the file sink, if there is one.
+    fn copy_to_sink(
+        &mut self,
+        rows: &[AuditRecordRow],
+        checkpoint: Option<&AuditCheckpointRow>,
+    ) -> Result<(), AuditError> {
         if let Some(sink) = &mut self.sink {
             let mut lines = String::new();
             for r in rows {

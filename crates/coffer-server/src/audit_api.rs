@@ -109,6 +109,8 @@ async fn scan(core: &Core, u: &Unsealed, since: i64, kind: Option<&str>) -> ApiR
 
 /// Verifies every row and checkpoint in `store` against `public_key`.
 pub(crate) async fn verify_store(store: &AuditStore, public_key: &[u8]) -> ApiResult<Report> {
+    // Checkpoints first: on a live trail, one read after the rows could sign rows not read.
+    let checkpoints: Vec<_> = store.checkpoints().await?.iter().map(to_checkpoint).collect();
     let mut rows = Vec::new();
     let mut after = 0;
     loop {
@@ -117,7 +119,6 @@ pub(crate) async fn verify_store(store: &AuditStore, public_key: &[u8]) -> ApiRe
         after = last.seq;
         rows.extend(page.iter().map(to_row));
     }
-    let checkpoints: Vec<_> = store.checkpoints().await?.iter().map(to_checkpoint).collect();
     Ok(audit::verify(&rows, &checkpoints, public_key))
 }
 

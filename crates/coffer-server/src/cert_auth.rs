@@ -28,6 +28,8 @@ struct Presented<'a> {
     common_name: Option<String>,
     dns_sans: Vec<String>,
     serial: String,
+    /// Within its validity now: checked per request, as a connection can outlive the certificate.
+    in_date: bool,
 }
 
 impl<'a> Presented<'a> {
@@ -58,6 +60,7 @@ impl<'a> Presented<'a> {
             common_name,
             dns_sans,
             serial: cert.raw_serial_as_string(),
+            in_date: cert.validity().is_valid(),
         })
     }
 }
@@ -101,6 +104,9 @@ fn role_matches(role: &CertRoleRow, who: &Presented<'_>) -> bool {
     let Some(leaf) = who.chain.first() else {
         return false;
     };
+    if !who.in_date {
+        return false;
+    }
     let pinned = trusted.iter().any(|t| t.as_ref() == leaf.as_ref());
     if !pinned && !chains_to(&trusted, who.chain) {
         return false;
@@ -418,6 +424,30 @@ async fn write_role(core: &Core, tenant: &str, name: &str, req: &Request) -> Api
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pinned_certificate_out_of_date_matches_no_role() {
+        for (not_after, matches) in [(2001, false), (2999, true)] {
+            let mut params = rcgen::CertificateParams::new(vec!["svc.example".to_owned()]).unwrap();
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(not_after, 1, 1);
+            let cert = params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+            let role = CertRoleRow {
+                tenant: String::new(),
+                name: "pinned".into(),
+                certificate: cert.pem(),
+                allowed_common_names: "[]".into(),
+                allowed_dns_sans: "[]".into(),
+                policies: "[]".into(),
+                ttl: 0,
+                display_name: String::new(),
+                created: 0,
+            };
+            let chain = [cert.der().clone()];
+            let who = Presented::parse(&chain).unwrap();
+            assert_eq!(role_matches(&role, &who), matches, "valid until {not_after}");
+        }
+    }
 
     #[test]
     fn globs() {

@@ -16,6 +16,9 @@
 //! max_batch_items = 10000
 //! rate_limit = 0                  # requests per second per token; 0 = off
 //! request_timeout = "90s"
+//! max_inflight_bytes = 268435456  # request data held at once, all requests (503 above it)
+//! max_connections = 4096
+//! idle_timeout = "5m"             # a connection silent this long either way is closed
 //! ```
 
 use std::net::SocketAddr;
@@ -161,6 +164,15 @@ pub struct Limits {
     /// Longest a request may take, body included (503 after it); "0" = no limit.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
+    /// Request bodies, and the JSON parsed from them, held at once across all
+    /// requests (503 with Retry-After above it), so many large bodies cannot exhaust memory.
+    pub max_inflight_bytes: usize,
+    /// Open client connections; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// A connection whose reads or writes wait this long is closed (Vault's
+    /// `http_idle_timeout`); at least `request_timeout`; "0" = never.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -173,6 +185,9 @@ impl Default for Limits {
             rate_limit_burst: None,
             // Vault's default max_request_duration.
             request_timeout: Duration::from_secs(90),
+            max_inflight_bytes: 256 * 1024 * 1024,
+            max_connections: 4096,
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -310,6 +325,20 @@ impl Config {
         if lim.rate_limit_burst == Some(0) {
             return Err("limits.rate_limit_burst must be at least 1".into());
         }
+        // A body being read may briefly take twice its size.
+        if lim.max_inflight_bytes / 2 < lim.max_request_bytes {
+            return Err("limits.max_inflight_bytes must be at least twice limits.max_request_bytes".into());
+        }
+        if lim.max_connections == 0 {
+            return Err("limits.max_connections must be at least 1".into());
+        }
+        // A request's connection is silent while it runs: it must not be cut first.
+        let unbounded = |d: Duration| if d.is_zero() { Duration::MAX } else { d };
+        if unbounded(lim.idle_timeout) < unbounded(lim.request_timeout) {
+            return Err(
+                "limits.idle_timeout must be at least limits.request_timeout (\"0\" for both: no deadline)".into(),
+            );
+        }
         Ok(())
     }
 }
@@ -393,6 +422,9 @@ mod tests {
         );
         for bad in [
             "max_batch_items = 0",
+            "max_connections = 0",
+            "max_inflight_bytes = 2048",
+            "idle_timeout = \"10s\"",
             "rate_limit = -1",
             "max_request_bytes = 10",
             "request_timeout = \"soon\"",

@@ -31,6 +31,10 @@ pub enum ApiError {
     BatchTooLarge { items: usize, limit: usize },
     #[error("rate limit exceeded for this token (limits.rate_limit); retry in {retry_after}s")]
     RateLimited { retry_after: u64 },
+    #[error("request body has more than {limit} JSON values")]
+    TooManyValues { limit: usize },
+    #[error("the server holds too much request data right now (limits.max_inflight_bytes); retry shortly")]
+    Busy,
     #[error("request did not complete within {0:?} (limits.request_timeout)")]
     Timeout(std::time::Duration),
     /// The audit record could not be made durable in time: fail closed.
@@ -53,8 +57,10 @@ impl ApiError {
             ApiError::PermissionDenied | ApiError::TenantDisabled(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::UnsupportedPath => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Sealed | ApiError::Timeout(_) | ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Sealed | ApiError::Timeout(_) | ApiError::AuditUnavailable(_) | ApiError::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::PayloadTooLarge { .. } | ApiError::TooManyValues { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) | ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -64,6 +70,7 @@ impl ApiError {
     pub(crate) fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::RateLimited { retry_after } => Some(*retry_after),
+            ApiError::Busy => Some(1),
             _ => None,
         }
     }

@@ -23,7 +23,7 @@ use crate::config::Limits;
 use crate::core::{Core, ROOT_NS, new_uuid};
 use crate::error::{ApiError, ApiResult};
 use crate::hygiene::{Wiped, WipingWriter, extend_wiped, wipe_value};
-use crate::limits::RateLimiter;
+use crate::limits::{Budget, RateLimiter, Share};
 use crate::params::Params;
 use crate::serve::ConnInfo;
 use crate::tokens::Caller;
@@ -34,12 +34,14 @@ pub(crate) struct AppState {
     pub(crate) core: Arc<Core>,
     pub(crate) limits: Limits,
     pub(crate) limiter: RateLimiter,
+    pub(crate) budget: Budget,
 }
 
 impl AppState {
     pub(crate) fn new(core: Arc<Core>, limits: Limits) -> Self {
         AppState {
             limiter: RateLimiter::new(&limits),
+            budget: Budget::new(&limits),
             core,
             limits,
         }
@@ -98,15 +100,7 @@ async fn entry(State(app): State<Arc<AppState>>, req: axum::extract::Request) ->
     let conn = req.extensions().get::<ConnInfo>().cloned();
     let tls = conn.as_ref().is_some_and(|c| c.tls);
     let request_id = new_uuid();
-    let timeout = app.limits.request_timeout;
-    let work = handle(app, req, conn, request_id.clone());
-    let result = if timeout.is_zero() {
-        work.await
-    } else {
-        tokio::time::timeout(timeout, work)
-            .await
-            .unwrap_or(Err(ApiError::Timeout(timeout)))
-    };
+    let result = handle(app, req, conn, request_id.clone()).await;
     let mut resp = match result {
         Ok(reply) => frame(reply, &request_id),
         Err(e) => {
@@ -149,9 +143,29 @@ async fn handle(
     conn: Option<ConnInfo>,
     request_id: String,
 ) -> ApiResult<Reply> {
+    let timeout = app.limits.request_timeout;
+    let deadline = (!timeout.is_zero()).then(|| tokio::time::Instant::now() + timeout);
     let (parts, body) = req.into_parts();
-    let body = read_body(body, &parts.headers, app.limits.max_request_bytes).await?;
     let remote = conn.as_ref().map(|c| c.remote);
+    // Every answer below leaves after its record: a refusal before the handler runs gets one here.
+    let refuse = |e: ApiError| refused(&app, &request_id, &parts, remote, e);
+    // Held until the answer: the body, then the JSON parsed from it.
+    let mut share = app.budget.share();
+    let read = read_body(body, &parts.headers, app.limits.max_request_bytes, &mut share);
+    let body = match within(deadline, read).await {
+        Some(Ok(body)) => body,
+        Some(Err(e)) => return refuse(e).await,
+        None => return refuse(ApiError::Timeout(timeout)).await,
+    };
+    // Parsed JSON takes several times its text: bound the values before parsing, and hold room for them.
+    let values = json_values_bound(&body);
+    let most = app.limits.max_batch_items.saturating_mul(8).max(MIN_JSON_VALUES);
+    if values > most {
+        return refuse(ApiError::TooManyValues { limit: most }).await;
+    }
+    if let Err(e) = share.cover(body.capacity().saturating_add(values.saturating_mul(JSON_VALUE_BYTES))) {
+        return refuse(e).await;
+    }
     let parsed = parse_request(
         &parts.method,
         &parts.uri,
@@ -170,27 +184,64 @@ async fn handle(
     drop(body);
     let req = match parsed {
         Ok(req) => req,
-        Err(e) => {
-            // A request that could not even be parsed still leaves a record.
-            let core = &app.core;
-            let rec =
-                crate::audit_record::unparsed(core, &request_id, parts.method.as_str(), parts.uri.path(), remote, &e);
-            return match core.auditor.record(&rec, core.is_initialized()).await {
-                Ok(()) => Err(e),
-                Err(a) => Err(ApiError::AuditUnavailable(a.to_string())),
-            };
-        }
+        Err(e) => return refuse(e).await,
     };
     // The handler runs to completion in its own task even if the client's
     // deadline passes first, so a store write and the cache update after it
-    // never come apart; a panic there becomes a 500, not a dropped connection.
-    let task = tokio::spawn(async move { audited(&app, req).await });
-    task.await
-        .unwrap_or_else(|e| Err(ApiError::Internal(format!("request handler failed: {e}"))))
+    // never come apart; it records its own outcome then.
+    let task = tokio::spawn({
+        let app = app.clone();
+        async move { audited(&app, req).await }
+    });
+    let answer = within(deadline, task).await;
+    drop(share);
+    match answer {
+        Some(Ok(result)) => result,
+        Some(Err(e)) => refuse(ApiError::Internal(format!("request handler failed: {e}"))).await,
+        None => refuse(ApiError::Timeout(timeout)).await,
+    }
 }
 
-/// Reads the body into a buffer that is wiped after use, refusing more than `limit` bytes.
-async fn read_body(mut body: Body, headers: &HeaderMap, limit: usize) -> ApiResult<Zeroizing<Vec<u8>>> {
+/// Runs `work` until `deadline`, if there is one; `None` when it passed first.
+async fn within<F: Future>(deadline: Option<tokio::time::Instant>, work: F) -> Option<F::Output> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, work).await.ok(),
+        None => Some(work.await),
+    }
+}
+
+/// Records a request answered without its handler's own record (unparsable,
+/// too large, too slow, or its handler failed), then answers with `e`.
+async fn refused(
+    app: &AppState,
+    request_id: &str,
+    parts: &axum::http::request::Parts,
+    remote: Option<SocketAddr>,
+    e: ApiError,
+) -> ApiResult<Reply> {
+    let core = &app.core;
+    let rec = crate::audit_record::unparsed(core, request_id, parts.method.as_str(), parts.uri.path(), remote, &e);
+    match core.auditor.record(&rec, core.is_initialized()).await {
+        Ok(()) => Err(e),
+        Err(a) => Err(ApiError::AuditUnavailable(a.to_string())),
+    }
+}
+
+/// JSON values allowed in a body at least, whatever `max_batch_items` says.
+const MIN_JSON_VALUES: usize = 100_000;
+/// Room held per JSON value for its parsed form (a `Value`, a map entry, a small string).
+const JSON_VALUE_BYTES: usize = 96;
+/// Room taken up front for a body of declared length; more as it arrives.
+const BODY_PRESIZE_MAX: usize = 64 * 1024;
+
+/// Reads the body into a buffer that is wiped after use, refusing more than
+/// `limit` bytes, and holding its size in `share` as it grows.
+async fn read_body(
+    mut body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    share: &mut Share,
+) -> ApiResult<Zeroizing<Vec<u8>>> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -198,17 +249,48 @@ async fn read_body(mut body: Body, headers: &HeaderMap, limit: usize) -> ApiResu
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let mut buf = Zeroizing::new(Vec::with_capacity(declared.map_or(0, |n| n as usize)));
+    // A declared length is only a claim: take room for it as the bytes come.
+    let presize = declared.map_or(0, |n| (n as usize).min(BODY_PRESIZE_MAX));
+    share.cover(presize)?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(presize));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| ApiError::bad("failed to read the request body"))?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
                 return Err(ApiError::PayloadTooLarge { limit });
             }
+            let need = buf.len() + data.len();
+            if need > buf.capacity() {
+                // Growing doubles the buffer at least, and the old one lives until copied.
+                share.cover(buf.capacity() + need.max(buf.capacity() * 2))?;
+            }
             extend_wiped(&mut buf, &data);
         }
     }
     Ok(buf)
+}
+
+/// An upper bound on the values JSON text holds: one, plus one per separator
+/// or opening outside strings. Not a parser; invalid JSON fails later.
+fn json_values_bound(text: &[u8]) -> usize {
+    let (mut n, mut in_string, mut escaped) = (1usize, false, false);
+    for &b in text {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b',' | b':' | b'[' | b'{' => n += 1,
+                _ => {}
+            }
+        }
+    }
+    n
 }
 
 /// A JSON response whose body (and the value it came from) is wiped once sent.

@@ -163,7 +163,8 @@ pub async fn serve(
     tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve::run(app(core.clone(), limits), listener, tls, shutdown).await?;
+    let conns = serve::ConnLimits::new(&limits);
+    serve::run(app(core.clone(), limits), listener, tls, conns, shutdown).await?;
     // The last records get their checkpoint before the process exits.
     core.auditor.flush().await;
     Ok(())

@@ -1,12 +1,65 @@
 //! Per-identity rate limiting: a token bucket per token accessor (or
-//! certificate identity), refilled continuously.
+//! certificate identity), refilled continuously. And the budget of request
+//! data held at once across all requests.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Limits;
 use crate::core::lock;
+use crate::error::{ApiError, ApiResult};
+
+/// Request bodies and the JSON parsed from them, counted in KiB across all requests.
+pub(crate) struct Budget(Arc<Semaphore>);
+
+impl Budget {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Budget(Arc::new(Semaphore::new(kib(limits.max_inflight_bytes))))
+    }
+
+    /// An empty share, grown with [`Share::cover`].
+    pub(crate) fn share(&self) -> Share {
+        Share {
+            budget: self.0.clone(),
+            permit: None,
+        }
+    }
+}
+
+/// What one request holds of the budget; given back when dropped.
+pub(crate) struct Share {
+    budget: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Share {
+    /// Holds enough for `bytes` in all; `Busy` if the budget has no room now.
+    pub(crate) fn cover(&mut self, bytes: usize) -> ApiResult<()> {
+        let held = self.permit.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+        let more = kib(bytes).saturating_sub(held);
+        if more == 0 {
+            return Ok(());
+        }
+        let more = u32::try_from(more).map_err(|_| ApiError::Busy)?;
+        let p = self
+            .budget
+            .clone()
+            .try_acquire_many_owned(more)
+            .map_err(|_| ApiError::Busy)?;
+        match &mut self.permit {
+            Some(held) => held.merge(p),
+            None => self.permit = Some(p),
+        }
+        Ok(())
+    }
+}
+
+fn kib(bytes: usize) -> usize {
+    bytes.div_ceil(1024).min(Semaphore::MAX_PERMITS)
+}
 
 /// Buckets kept before idle, full ones are dropped.
 const PRUNE_ABOVE: usize = 50_000;
@@ -71,6 +124,22 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn the_budget_is_shared_and_given_back() {
+        let b = Budget::new(&Limits {
+            max_inflight_bytes: 10 * 1024,
+            ..Limits::default()
+        });
+        let mut one = b.share();
+        one.cover(3000).unwrap();
+        one.cover(6 * 1024).unwrap();
+        let mut two = b.share();
+        two.cover(4 * 1024).unwrap();
+        assert!(matches!(two.cover(4 * 1024 + 1), Err(ApiError::Busy)), "10 KiB in all");
+        drop(one);
+        two.cover(10 * 1024).unwrap();
+    }
 
     fn limiter(rate: f64, burst: Option<u32>) -> RateLimiter {
         RateLimiter::new(&Limits {

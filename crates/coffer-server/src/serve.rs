@@ -4,6 +4,7 @@
 //! over TLS, and the client certificate chain that TLS verified.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +15,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
 
+use crate::config::Limits;
 use crate::tls::Tls;
 
 /// A client that has not finished its handshake by then is dropped.
@@ -24,6 +28,23 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many connections, and how long one may wait on a read or a write.
+pub(crate) struct ConnLimits {
+    slots: Arc<Semaphore>,
+    idle: Option<Duration>,
+}
+
+impl ConnLimits {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        ConnLimits {
+            slots: Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS))),
+            idle: (!limits.idle_timeout.is_zero()).then_some(limits.idle_timeout),
+        }
+    }
+}
+
+/// The TCP stream under TLS and HTTP, failing reads or writes that wait longer than the idle timeout.
+type Tcp = Pin<Box<TimeoutStream<TcpStream>>>;
 
 /// What a request knows about its connection.
 #[derive(Clone, Debug)]
@@ -38,6 +59,7 @@ pub(crate) async fn run(
     router: Router,
     listener: TcpListener,
     tls: Option<Arc<Tls>>,
+    conns: ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -50,6 +72,14 @@ pub(crate) async fn run(
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
+        // At the connection limit, new clients wait in the listen backlog.
+        let slot = tokio::select! {
+            p = conns.slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, remote) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -63,9 +93,14 @@ pub(crate) async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_read_timeout(conns.idle);
+        stream.set_write_timeout(conns.idle);
+        let stream: Tcp = Box::pin(stream);
         let watcher = graceful.watcher();
         let (router, builder, tls) = (router.clone(), builder.clone(), tls.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let Some(tls) = tls else {
                 let info = ConnInfo {
                     remote,

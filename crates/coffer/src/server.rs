@@ -231,6 +231,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut f = opts.open(path).with_context(|| format!("writing {}", path.display()))?;
+    // The mode above applies only to a new file: narrow an existing one before writing the key.
+    #[cfg(unix)]
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     f.write_all(bytes)?;
     Ok(())
 }

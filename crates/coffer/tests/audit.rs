@@ -238,20 +238,27 @@ async fn a_failing_or_stuck_sink_fails_requests_within_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
     // Failing: the sink's directory does not exist.
     let data = dir.path().join("failing");
+    let sink_dir = dir.path().join("sink");
+    let sink = sink_dir.join("audit.jsonl");
     let s = Server::with_config_extra(
         &data,
-        "[audit]\ndeadline_ms = 500\nfile = \"/nonexistent/dir/audit.jsonl\"\n",
+        &format!("[audit]\ndeadline_ms = 500\nfile = {:?}\n", sink.display().to_string()),
     );
     assert_eq!(s.call("GET", "sys/health", None, None).await.0, 501);
-    let (st, v) = s
-        .call(
-            "PUT",
-            "sys/init",
-            None,
-            Some(json!({ "secret_shares": 1, "secret_threshold": 1 })),
-        )
-        .await;
+    let init = json!({ "secret_shares": 1, "secret_threshold": 1 });
+    let (st, v) = s.call("PUT", "sys/init", None, Some(init.clone())).await;
     assert_eq!(st, 503, "the init record cannot be written: {v}");
+    // Once the sink can be written again, requests succeed and the file has every row, in order.
+    std::fs::create_dir(&sink_dir).unwrap();
+    let (st, v) = s.call("GET", "sys/init", None, None).await;
+    assert_eq!(st, 200, "the trail recovers with its sink: {v}");
+    let lines = std::fs::read_to_string(&sink).unwrap();
+    let seqs: Vec<u64> = lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["seq"].as_u64())
+        .collect();
+    assert!(seqs.len() >= 2, "{lines}");
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no gap: {lines}");
     drop(s);
 
     // Stuck: a FIFO nobody reads blocks the writer forever.

@@ -179,3 +179,124 @@ async fn server_disables_core_dumps_and_locks_memory_when_permitted() {
     let core = proc_field(off.pid(), "limits", "Max core file size");
     assert!(core.contains(" 0 "), "{core}");
 }
+
+/// The trail's records with this status, from `sys/audit/export`.
+async fn records_with_status(s: &Server, st: u16) -> Vec<serde_json::Value> {
+    let (_, v) = s.root("GET", "sys/audit/export", None).await;
+    v["data"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["st"] == st)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn refusals_before_the_handler_are_audited() {
+    let (_d, s) = limited("max_request_bytes = 4096\nrequest_timeout = \"1s\"\nidle_timeout = \"5s\"\n").await;
+    let big = json!({ "plaintext": b64(&[7u8; 4000]) });
+    assert_eq!(s.root("POST", "transit/encrypt/k", Some(big)).await.0, 413);
+    let mut c = std::net::TcpStream::connect(s.hostport()).unwrap();
+    write!(
+        c,
+        "POST /v1/transit/encrypt/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    let _ = c.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    let too_large = records_with_status(&s, 413).await;
+    assert!(
+        too_large.iter().any(|r| r["path"] == "/v1/transit/encrypt/k"),
+        "{too_large:?}"
+    );
+    let slow = records_with_status(&s, 503).await;
+    assert!(
+        slow.iter()
+            .any(|r| r["path"] == "/v1/transit/encrypt/slow" && r["err"].as_str().unwrap().contains("request_timeout")),
+        "{slow:?}"
+    );
+}
+
+#[tokio::test]
+async fn json_that_would_swell_in_memory_is_refused() {
+    let (_d, s) = limited("").await;
+    // 2 bytes of text per value, 200,000 values: far under the body limit, 413 all the same.
+    let body = format!("{{\"batch_input\":[{}0]}}", "0,".repeat(200_000));
+    let (st, v) = s
+        .raw(
+            "POST",
+            "transit/encrypt/k",
+            s.root_token.as_deref(),
+            Some(body.into_bytes()),
+            &[],
+        )
+        .await;
+    assert_eq!(st, 413, "{v}");
+    assert!(errors(&v).contains("JSON values"), "{v}");
+    // Commas inside strings are text, not values.
+    let text = b64(",".repeat(300_000).as_bytes());
+    let (st, v) = s
+        .root("POST", "transit/encrypt/k", Some(json!({ "plaintext": text })))
+        .await;
+    assert_eq!(st, 200, "{v}");
+}
+
+#[tokio::test]
+async fn request_data_in_flight_is_bounded() {
+    let (_d, s) = limited("max_request_bytes = 4096\nmax_inflight_bytes = 8192\n").await;
+    let root = s.root_token.clone().unwrap();
+    // Two clients hold most of the budget with bodies they do not finish.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = std::net::TcpStream::connect(s.hostport()).unwrap();
+        write!(
+            c,
+            "POST /v1/transit/encrypt/k HTTP/1.1\r\nHost: x\r\nX-Vault-Token: {root}\r\n\
+             Content-Length: 4000\r\nConnection: close\r\n\r\n{{\"plaintext\": \"{}",
+            "A".repeat(3000)
+        )
+        .unwrap();
+        held.push(c);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let body = json!({ "plaintext": b64(&[7u8; 2000]) });
+    let (st, v) = s.root("POST", "transit/encrypt/k", Some(body.clone())).await;
+    assert_eq!(st, 503, "{v}");
+    assert!(errors(&v).contains("limits.max_inflight_bytes"), "{v}");
+    assert_eq!(s.last_headers.lock().unwrap()["retry-after"], "1");
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(s.root("POST", "transit/encrypt/k", Some(body)).await.0, 200);
+}
+
+#[tokio::test]
+async fn connections_are_capped_and_silent_ones_closed() {
+    let (_d, mut s) = limited("max_connections = 2\nrequest_timeout = \"1s\"\nidle_timeout = \"1s\"\n").await;
+    // Pooled connections would count: one request, one connection.
+    s.use_client(reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Two clients connect and say nothing, not even which HTTP they speak.
+    let silent: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(s.hostport()).unwrap())
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let waiting = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        s.call("GET", "sys/health", None, None),
+    )
+    .await;
+    assert!(waiting.is_err(), "a third connection waits while two are open");
+    // The idle timeout closes the silent ones; then the server answers again.
+    for mut c in silent {
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let _ = c.read_to_end(&mut buf);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "closed by the server"
+        );
+    }
+    assert_eq!(s.call("GET", "sys/health", None, None).await.0, 200);
+}
