@@ -148,3 +148,30 @@ fn bad_config_is_refused_with_a_clear_error() {
         .unwrap();
     assert!(!o.status.success());
 }
+
+/// The client never follows a redirect: it would carry the token and the plaintext elsewhere.
+#[tokio::test]
+async fn the_client_does_not_follow_redirects() {
+    use std::io::Read;
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = elsewhere.local_addr().unwrap();
+    let front = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", front.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (mut c, _) = front.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = c.read(&mut buf);
+        let _ = write!(
+            c,
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{to}/v1/transit/encrypt/k\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    });
+    let client = coffer_client::Client::new(&addr, Some("s.token".into())).unwrap();
+    let err = client.encrypt("transit", "k", b"card 4111", None).await.unwrap_err();
+    assert!(
+        matches!(err, coffer_client::ClientError::Api { status: 307, .. }),
+        "{err}"
+    );
+    elsewhere.set_nonblocking(true).unwrap();
+    assert!(elsewhere.accept().is_err(), "nothing reached the redirect's target");
+}
