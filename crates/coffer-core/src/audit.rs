@@ -206,6 +206,10 @@ pub enum Tamper {
     Truncated,
     /// A checkpoint whose signature does not verify.
     ForgedCheckpoint,
+    /// A chained record that does not decrypt under its session's key: the
+    /// session was altered, or the record was written with another key.
+    /// Found only with the audit private key (`sys/audit/verify`).
+    Unreadable,
 }
 
 impl Tamper {
@@ -217,6 +221,7 @@ impl Tamper {
             Tamper::Inserted => "inserted",
             Tamper::Truncated => "truncated",
             Tamper::ForgedCheckpoint => "forged checkpoint",
+            Tamper::Unreadable => "unreadable",
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use coffer_core::audit::{self, Report};
+use coffer_core::audit::{self, Finding, Report, Tamper};
 use coffer_store::audit::AuditStore;
 
 use crate::audit::{to_checkpoint, to_row};
@@ -57,7 +57,15 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, rest: &str, req: Request) 
                 .await?
                 .ok_or_else(|| ApiError::bad("not initialised"))?;
             let pk = hex::decode(&key.verify_key).map_err(|e| ApiError::Internal(e.to_string()))?;
-            Ok(Reply::Data(report_json(&verify_store(store(core)?, &pk).await?)))
+            let mut report = verify_store(store(core)?, &pk).await?;
+            // Unsealed, the server also holds the record keys: every record must open.
+            if report.finding.is_none() {
+                report.finding = first_unreadable(core, u).await?.map(|seq| Finding {
+                    seq,
+                    kind: Tamper::Unreadable,
+                });
+            }
+            Ok(Reply::Data(report_json(&report)))
         }
         ("rotate", Operation::Write) => {
             let v = core.rotate_audit_key(u).await?;
@@ -97,14 +105,33 @@ async fn scan(core: &Core, u: &Unsealed, since: i64, kind: Option<&str>) -> ApiR
         after = last.seq;
         for r in &rows {
             let rec = reader.open(&sessions, r);
+            // A record that does not open has no time or kind to filter on, and must not vanish.
+            let unreadable = rec.get("error").is_some();
             let recent = rec.get("t").and_then(Value::as_i64).is_some_and(|t| t >= since);
             let matches = kind.is_none_or(|k| rec.get("kind").and_then(Value::as_str) == Some(k));
-            if recent && matches {
+            if unreadable || (recent && matches) {
                 out.push(rec);
             }
         }
     }
     Ok(out)
+}
+
+/// The first record that does not decrypt under its session's key, if any.
+async fn first_unreadable(core: &Core, u: &Unsealed) -> ApiResult<Option<u64>> {
+    let s = store(core)?;
+    let sessions = s.sessions().await?;
+    let mut reader = core.audit_reader(u).await?;
+    let mut after = 0;
+    loop {
+        let rows = s.records_after(after, PAGE).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        if let Some(r) = rows.iter().find(|r| reader.open(&sessions, r).get("error").is_some()) {
+            return Ok(Some(r.seq));
+        }
+    }
+    Ok(None)
 }
 
 /// Verifies every row and checkpoint in `store` against `public_key`.

@@ -79,7 +79,7 @@ async fn verify_names_each_kind_of_tampering() {
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("intact"), "{out}");
 
-    let cases: [(&str, &[&str], &str); 6] = [
+    let cases: [(&str, &[&str], &str); 7] = [
         (
             "edited",
             &["UPDATE audit_records SET payload = x'00' || substr(payload, 2) WHERE seq = 10"],
@@ -118,6 +118,11 @@ async fn verify_names_each_kind_of_tampering() {
             &["UPDATE audit_records SET session = 'x' WHERE seq = 9"],
             "seq 9 (edited)",
         ),
+        (
+            "oldest deleted",
+            &["DELETE FROM audit_records WHERE seq <= 3"],
+            "seq 1 (deleted)",
+        ),
     ];
     for (name, statements, expect) in cases {
         let copy = dir.path().join(name);
@@ -127,6 +132,42 @@ async fn verify_names_each_kind_of_tampering() {
         assert_eq!(code, 1, "{name}: {out}");
         assert!(out.contains(expect), "{name}: expected {expect:?} in {out}");
     }
+}
+
+#[tokio::test]
+async fn an_altered_session_is_found_by_the_server_and_its_records_still_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::with_config(&data);
+    let (key, root) = init_unseal(&s).await;
+    let (st, v) = s.call("POST", "transit/keys/k", Some(&root), None).await;
+    assert_eq!(st, 200, "{v}");
+    s.stop();
+    // The chain does not cover the session table: the public-key check cannot see this.
+    sql(&data, &["UPDATE audit_sessions SET public = zeroblob(32) WHERE id = 1"]).await;
+    let (code, out) = verify(&data);
+    assert_eq!(code, 0, "{out}");
+    let s = Server::with_config(&data);
+    s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+    let (st, v) = s.call("GET", "sys/audit/verify", Some(&root), None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (
+            v["data"]["intact"].as_bool(),
+            v["data"]["kind"].as_str(),
+            v["data"]["first_bad_seq"].as_u64()
+        ),
+        (Some(false), Some("unreadable"), Some(1)),
+        "{v}"
+    );
+    let (_, v) = s
+        .call("GET", "sys/audit/export?since=2999-01-01T00:00:00Z", Some(&root), None)
+        .await;
+    let records = v["data"]["records"].as_array().unwrap();
+    assert!(
+        records.iter().any(|r| r["seq"] == 1 && r["error"].is_string()),
+        "records that do not open are listed whatever the filter: {v}"
+    );
 }
 
 #[tokio::test]
