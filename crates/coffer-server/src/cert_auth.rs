@@ -20,6 +20,7 @@ use coffer_store::{CertRoleRow, Op, TokenRow};
 use crate::core::{Core, Unsealed, hash_token, new_accessor, new_token_id, token_key_of};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Operation, Reply, Request};
+use crate::limits::RateLimiter;
 use crate::tokens::{Caller, DEFAULT_TTL, acl_for};
 
 /// What the roles look at in a client certificate.
@@ -183,7 +184,7 @@ pub(crate) async fn caller(core: &Core, req: &Request) -> ApiResult<Caller> {
     let acl = acl_for(core, &role.tenant, &policies).await?;
     let token = TokenRow {
         // Per certificate, so the rate limit counts each service on its own.
-        accessor: format!("cert:{}:{}", role.name, who.serial),
+        accessor: cert_key(&role.name, &who.serial),
         hash: Vec::new(),
         namespace: role.tenant.clone(),
         parent: None,
@@ -206,8 +207,27 @@ pub(crate) async fn caller(core: &Core, req: &Request) -> ApiResult<Caller> {
     })
 }
 
+/// The identity of a certificate under a role: the rate limit's bucket for
+/// its token-less requests, its logins and the tokens those logins made.
+fn cert_key(role: &str, serial: &str) -> String {
+    format!("cert:{role}:{serial}")
+}
+
+/// The rate limit's bucket for a caller: its certificate's, for tokens from
+/// `auth/cert/login` (so logging in again does not start a new bucket), else its token's.
+pub(crate) fn rate_key(token: &TokenRow) -> std::borrow::Cow<'_, str> {
+    // Only logins name tokens "cert-..."; `auth/token/create` names its own "token-...".
+    let meta: serde_json::Map<String, Value> = serde_json::from_str(&token.meta).unwrap_or_default();
+    match (meta.get("cert_name"), meta.get("serial_number")) {
+        (Some(Value::String(role)), Some(Value::String(serial))) if token.display_name.starts_with("cert-") => {
+            cert_key(role, serial).into()
+        }
+        _ => token.accessor.as_str().into(),
+    }
+}
+
 /// `auth/cert/login`: trades a matching client certificate for a token.
-pub(crate) async fn login(core: &Core, u: &Unsealed, req: &Request) -> ApiResult<Reply> {
+pub(crate) async fn login(core: &Core, u: &Unsealed, req: &Request, limiter: &RateLimiter) -> ApiResult<Reply> {
     if req.op != Operation::Write {
         return Err(ApiError::MethodNotAllowed);
     }
@@ -215,6 +235,9 @@ pub(crate) async fn login(core: &Core, u: &Unsealed, req: &Request) -> ApiResult
     let who = Presented::parse(chain)?;
     let only = req.params.str("name")?.filter(|n| !n.is_empty());
     let role = matching_role(core, &req.namespace, &who, only).await?;
+    limiter
+        .check(&cert_key(&role.name, &who.serial))
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let policies = token_policies(&role);
     let ttl = if role.ttl > 0 {
         role.ttl.min(DEFAULT_TTL)

@@ -511,7 +511,7 @@ async fn dispatch(app: &AppState, req: Request, rec: &AuditRecord, who: &mut Opt
     }
     let u = core.unsealed()?;
     if req.path == "auth/cert/login" {
-        return cert_auth::login(core, &u, &req).await;
+        return cert_auth::login(core, &u, &req, &app.limiter).await;
     }
     // No token over mTLS: the client certificate's role is the identity.
     let caller = match (&req.token, &req.peer) {
@@ -519,9 +519,11 @@ async fn dispatch(app: &AppState, req: Request, rec: &AuditRecord, who: &mut Opt
         _ => tokens::authenticate(core, &u, &req).await?,
     };
     *who = Some(caller.token.accessor.clone());
-    app.limiter
-        .check(&caller.token.accessor)
-        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    if app.limiter.enabled() {
+        app.limiter
+            .check(&cert_auth::rate_key(&caller.token))
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    }
     if let Some(rest) = req.path.strip_prefix("sys/") {
         let rest = rest.to_owned();
         authorize(&caller, &req, capability_for(req.op, false))?;

@@ -88,6 +88,10 @@ impl RateLimiter {
         }
     }
 
+    pub(crate) fn enabled(&self) -> bool {
+        self.rate > 0.0
+    }
+
     /// Takes one request from `who`'s bucket; `Err(seconds)` says when to retry.
     pub(crate) fn check(&self, who: &str) -> Result<(), u64> {
         self.check_at(who, Instant::now())

@@ -305,6 +305,10 @@ struct Mtls {
 }
 
 async fn mtls(required: bool) -> Mtls {
+    mtls_with(required, "").await
+}
+
+async fn mtls_with(required: bool, rest: &str) -> Mtls {
     let dir = tempfile::tempdir().unwrap();
     let server_ca = Ca::new("server CA");
     let clients = Ca::new("clients CA");
@@ -314,7 +318,7 @@ async fn mtls(required: bool) -> Mtls {
         &server_ca,
         &format!("tls_client_ca_file = {clients_file:?}\ntls_require_client_cert = {required}\n"),
     );
-    let mut s = Server::with_config_text(&dir.path().join("data"), &listener, "");
+    let mut s = Server::with_config_text(&dir.path().join("data"), &listener, rest);
     let admin = clients.client("admin", &[]);
     s.use_client(pki::client(&server_ca, Some(&admin)));
     s.init_unseal().await;
@@ -641,4 +645,49 @@ async fn dev_tls_generates_a_ca_and_serves_https() {
             .mode();
         assert_eq!(mode & 0o077, 0, "the dev key is readable by others");
     }
+}
+
+/// Logging in again does not buy a fresh rate-limit bucket: logins and the
+/// tokens they make draw from the certificate's.
+#[tokio::test]
+async fn a_certificate_keeps_one_rate_limit_bucket_across_logins() {
+    let m = mtls_with(true, "[limits]\nrate_limit = 0.01\nrate_limit_burst = 3\n").await;
+    let s = &m.s;
+    let (st, v) = s
+        .root(
+            "POST",
+            "auth/cert/certs/svc",
+            Some(json!({ "certificate": m.clients.pem, "allowed_common_names": "svc-*" })),
+        )
+        .await;
+    assert_eq!(st, 204, "{v}");
+    let svc = m.clients.client("svc-a", &[]);
+    let client = pki::client(&m.server_ca, Some(&svc));
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let (st, v) = call_as(&client, s, "POST", "auth/cert/login", None, Some(json!({})))
+            .await
+            .unwrap();
+        assert_eq!(st, 200, "{v}");
+        tokens.push(v["auth"]["client_token"].as_str().unwrap().to_owned());
+    }
+    // Two logins and one request spend the burst of 3, whichever token asks.
+    let (st, _) = call_as(&client, s, "GET", "auth/token/lookup-self", Some(&tokens[0]), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200);
+    let (st, v) = call_as(&client, s, "GET", "auth/token/lookup-self", Some(&tokens[1]), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 429, "{v}");
+    let (st, _) = call_as(&client, s, "POST", "auth/cert/login", None, Some(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(st, 429);
+    // Another certificate has its own bucket.
+    let other = pki::client(&m.server_ca, Some(&m.clients.client("svc-b", &[])));
+    let (st, v) = call_as(&other, s, "POST", "auth/cert/login", None, Some(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{v}");
 }
