@@ -13,7 +13,7 @@ use coffer_core::policy::{Acl, Policy};
 use coffer_core::shamir::{self, Share};
 use coffer_core::wrap::{self, Label};
 use coffer_core::{Key256, rand};
-use coffer_store::{MountRow, NamespaceRow, Op, Store, TenantKeyRow, TokenRow};
+use coffer_store::{MountRow, NamespaceRow, Op, Store, TenantKeyRow, TokenRow, TransitKeyRow};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -28,6 +28,8 @@ const META_ROOT_KEY: &str = "root_key";
 const META_CLUSTER: &str = "cluster";
 const META_AUDIT_KEYS: &str = "audit_keys";
 const META_AUDIT_SIGNING: &str = "audit_signing";
+/// Set once every stored key's settings carry a MAC; from then on a missing one is an edit.
+const META_SETTINGS_MACS: &str = "key_settings_macs";
 
 fn meta_audit_record_private(version: u32) -> String {
     format!("audit_record_private/{version}")
@@ -93,6 +95,8 @@ pub(crate) struct Unsealed {
     root: Key256,
     /// HMAC key for token ids, derived from the root key.
     token_key: hmac::Key,
+    /// HMAC key for stored key settings, derived from the root key.
+    settings_key: hmac::Key,
     /// Tenant keys by namespace (every live version, and the current one); bounded.
     tenants: Lru<String, TenantKeys>,
     /// The seal epoch it was unsealed in.
@@ -222,6 +226,10 @@ pub(crate) fn new_uuid() -> String {
 
 fn derive_token_key(root: &Key256) -> hmac::Key {
     derive_hmac_key(root, b"coffer token hash v1")
+}
+
+fn derive_settings_key(root: &Key256) -> hmac::Key {
+    derive_hmac_key(root, b"coffer key settings mac v1")
 }
 
 fn derive_audit_hmac_key(root: &Key256) -> hmac::Key {
@@ -476,10 +484,12 @@ impl Core {
         tenants.insert(ROOT_NS.to_owned(), self.load_tenant(&root, ROOT_NS).await?);
         let unsealed = Unsealed {
             token_key: derive_token_key(&root),
+            settings_key: derive_settings_key(&root),
             root,
             tenants,
             epoch: self.seal_epoch.load(Ordering::SeqCst),
         };
+        self.mac_unmarked_settings(&unsealed).await?;
         *write(&self.mounts) = self.store.mounts().await?;
         self.keys.clear();
         self.namespaces.clear();
@@ -655,6 +665,61 @@ pub(crate) fn hash_token(key: &hmac::Key, token: &str) -> Vec<u8> {
 
 pub(crate) fn token_key_of(u: &Unsealed) -> &hmac::Key {
     &u.token_key
+}
+
+/// The MAC over a key's stored settings: where it lives, its config, its next rotation.
+pub(crate) fn settings_mac(u: &Unsealed, row: &TransitKeyRow) -> Vec<u8> {
+    hmac::sign(&u.settings_key, &settings_message(row)).as_ref().to_vec()
+}
+
+/// Whether a stored row's settings are as the server wrote them.
+pub(crate) fn settings_intact(u: &Unsealed, row: &TransitKeyRow) -> bool {
+    row.config_mac
+        .as_deref()
+        .is_some_and(|mac| hmac::verify(&u.settings_key, &settings_message(row), mac).is_ok())
+}
+
+fn settings_message(row: &TransitKeyRow) -> Vec<u8> {
+    let mut m = b"coffer/key-settings/v1".to_vec();
+    for part in [&row.namespace, &row.mount, &row.name, &row.config] {
+        m.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        m.extend_from_slice(part.as_bytes());
+    }
+    match row.next_rotation {
+        Some(t) => {
+            m.push(1);
+            m.extend_from_slice(&t.to_be_bytes());
+        }
+        None => m.push(0),
+    }
+    m
+}
+
+impl Core {
+    /// Once, on the first unseal after upgrading: MACs the settings of keys
+    /// stored before they carried one. Afterwards a row without one is refused.
+    async fn mac_unmarked_settings(&self, u: &Unsealed) -> ApiResult<()> {
+        if self.store.meta(META_SETTINGS_MACS).await?.is_some() {
+            return Ok(());
+        }
+        let mut ops: Vec<Op> = self
+            .store
+            .transit_keys_without_mac()
+            .await?
+            .into_iter()
+            .map(|mut row| {
+                row.config_mac = Some(settings_mac(u, &row));
+                Op::UpdateTransitKey(row)
+            })
+            .collect();
+        ops.push(Op::PutMeta {
+            key: META_SETTINGS_MACS.to_owned(),
+            value: b"1".to_vec(),
+        });
+        let _w = self.write.lock().await;
+        self.store.apply(ops).await?;
+        Ok(())
+    }
 }
 
 fn json_bytes<T: Serialize>(v: &T) -> ApiResult<Vec<u8>> {

@@ -69,6 +69,12 @@ async fn load(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Option<Arc<Key
     let Some(row) = core.store.transit_key(&id.namespace, &id.mount, &id.name).await? else {
         return Ok(None);
     };
+    if !crate::core::settings_intact(u, &row) {
+        return Err(ApiError::Internal(format!(
+            "stored settings of key {} fail their check: storage was altered",
+            id.name
+        )));
+    }
     let config: KeyConfig =
         serde_json::from_str(&row.config).map_err(|e| ApiError::Internal(format!("stored key {}: {e}", id.name)))?;
     let tenant = core.tenant_keys(u, &id.namespace).await?;
@@ -94,14 +100,17 @@ async fn require(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Arc<Keyring
         .ok_or_else(|| ApiError::bad(format!("encryption key not found: {}", id.name)))
 }
 
-pub(crate) fn config_row(id: &KeyId, ring: &Keyring) -> ApiResult<TransitKeyRow> {
-    Ok(TransitKeyRow {
+pub(crate) fn config_row(u: &Unsealed, id: &KeyId, ring: &Keyring) -> ApiResult<TransitKeyRow> {
+    let mut row = TransitKeyRow {
         namespace: id.namespace.clone(),
         mount: id.mount.clone(),
         name: id.name.clone(),
         config: serde_json::to_string(&ring.config).map_err(|e| ApiError::Internal(e.to_string()))?,
         next_rotation: next_rotation(ring),
-    })
+        config_mac: None,
+    };
+    row.config_mac = Some(crate::core::settings_mac(u, &row));
+    Ok(row)
 }
 
 /// When the key is due: its latest version's age reaching `auto_rotate_period`.
@@ -140,7 +149,7 @@ async fn create_locked(core: &Core, u: &Unsealed, id: &KeyId, key_type: KeyType)
         })?;
     }
     let ops = vec![
-        Op::InsertTransitKey(config_row(id, &ring)?),
+        Op::InsertTransitKey(config_row(u, id, &ring)?),
         version_op(id, &tenant, 1, &keys)?,
     ];
     core.store.apply(ops).await?;
@@ -161,7 +170,7 @@ where
     let tenant = core.tenant_keys(u, &id.namespace).await?;
     let mut ring = (*current).clone();
     let mut ops = f(&mut ring, &tenant, core.now())?;
-    ops.push(Op::UpdateTransitKey(config_row(id, &ring)?));
+    ops.push(Op::UpdateTransitKey(config_row(u, id, &ring)?));
     core.store.apply(ops).await?;
     let ring = Arc::new(ring);
     core.store_key(u, id, &ring);
@@ -336,7 +345,7 @@ async fn create_key(core: &Core, u: &Unsealed, id: &KeyId, p: &Params) -> ApiRes
         return Err(e.into());
     }
     core.store
-        .apply(vec![Op::UpdateTransitKey(config_row(id, &ring)?)])
+        .apply(vec![Op::UpdateTransitKey(config_row(u, id, &ring)?)])
         .await?;
     let ring = Arc::new(ring);
     core.store_key(u, id, &ring);

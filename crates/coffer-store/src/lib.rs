@@ -161,6 +161,8 @@ pub trait Store: Send + Sync + 'static {
     async fn namespaces_due(&self, now: i64, limit: u32) -> Result<Vec<NamespaceRow>>;
     /// Every transit key of a tenant (to rewrap under a new tenant key).
     async fn transit_keys_of(&self, namespace: &str) -> Result<Vec<TransitKeyRow>>;
+    /// Keys stored before their settings carried a MAC.
+    async fn transit_keys_without_mac(&self) -> Result<Vec<TransitKeyRow>>;
     /// Applies every op in one transaction: all or nothing.
     async fn apply(&self, ops: Vec<Op>) -> Result<()>;
     /// Makes deleted rows unrecoverable from the files (after a shred).

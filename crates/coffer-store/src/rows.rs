@@ -29,6 +29,9 @@ pub struct TransitKeyRow {
     pub config: String,
     /// When the key is next due for automatic rotation (unix seconds).
     pub next_rotation: Option<i64>,
+    /// MAC over the fields above, made and checked by the server; `None`
+    /// only on rows from before it was kept.
+    pub config_mac: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -92,6 +92,7 @@ fn transit_key_row(r: &sqlx::sqlite::SqliteRow) -> Result<TransitKeyRow> {
         name: r.try_get("name")?,
         config: r.try_get("config")?,
         next_rotation: r.try_get("next_rotation")?,
+        config_mac: r.try_get("config_mac")?,
     })
 }
 
@@ -156,23 +157,27 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
         }
         Op::InsertTransitKey(k) => {
             sqlx::query(
-                "INSERT INTO transit_keys (namespace, mount, name, config, next_rotation) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO transit_keys (namespace, mount, name, config, next_rotation, config_mac) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
             )
             .bind(k.namespace)
             .bind(k.mount)
             .bind(k.name)
             .bind(k.config)
             .bind(k.next_rotation)
+            .bind(k.config_mac)
             .execute(&mut **tx)
             .await
             .map_err(|e| conflict(e, "key"))?;
         }
         Op::UpdateTransitKey(k) => {
             sqlx::query(
-                "UPDATE transit_keys SET config = ?, next_rotation = ? WHERE namespace = ? AND mount = ? AND name = ?",
+                "UPDATE transit_keys SET config = ?, next_rotation = ?, config_mac = ? \
+                 WHERE namespace = ? AND mount = ? AND name = ?",
             )
             .bind(k.config)
             .bind(k.next_rotation)
+            .bind(k.config_mac)
             .bind(k.namespace)
             .bind(k.mount)
             .bind(k.name)
@@ -436,23 +441,15 @@ impl Store for SqliteStore {
 
     async fn transit_key(&self, namespace: &str, mount: &str, name: &str) -> Result<Option<TransitKeyRow>> {
         let row = sqlx::query(
-            "SELECT config, next_rotation FROM transit_keys WHERE namespace = ? AND mount = ? AND name = ?",
+            "SELECT namespace, mount, name, config, next_rotation, config_mac FROM transit_keys \
+             WHERE namespace = ? AND mount = ? AND name = ?",
         )
         .bind(namespace)
         .bind(mount)
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(TransitKeyRow {
-                namespace: namespace.to_owned(),
-                mount: mount.to_owned(),
-                name: name.to_owned(),
-                config: r.try_get("config")?,
-                next_rotation: r.try_get("next_rotation")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(transit_key_row).transpose()
     }
 
     async fn transit_versions(&self, namespace: &str, mount: &str, name: &str) -> Result<Vec<TransitVersionRow>> {
@@ -618,7 +615,7 @@ impl Store for SqliteStore {
 
     async fn transit_keys_due(&self, now: i64, limit: u32) -> Result<Vec<TransitKeyRow>> {
         let rows = sqlx::query(
-            "SELECT namespace, mount, name, config, next_rotation FROM transit_keys \
+            "SELECT namespace, mount, name, config, next_rotation, config_mac FROM transit_keys \
              WHERE next_rotation IS NOT NULL AND next_rotation <= ? ORDER BY next_rotation LIMIT ?",
         )
         .bind(now)
@@ -640,11 +637,21 @@ impl Store for SqliteStore {
     }
 
     async fn transit_keys_of(&self, namespace: &str) -> Result<Vec<TransitKeyRow>> {
-        let rows =
-            sqlx::query("SELECT namespace, mount, name, config, next_rotation FROM transit_keys WHERE namespace = ?")
-                .bind(namespace)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT namespace, mount, name, config, next_rotation, config_mac FROM transit_keys WHERE namespace = ?",
+        )
+        .bind(namespace)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(transit_key_row).collect()
+    }
+
+    async fn transit_keys_without_mac(&self) -> Result<Vec<TransitKeyRow>> {
+        let rows = sqlx::query(
+            "SELECT namespace, mount, name, config, next_rotation, config_mac FROM transit_keys WHERE config_mac IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(transit_key_row).collect()
     }
 
@@ -677,6 +684,7 @@ mod tests {
             name: name.into(),
             config: "{}".into(),
             next_rotation: None,
+            config_mac: Some(vec![1]),
         }
     }
 

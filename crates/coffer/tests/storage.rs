@@ -4,10 +4,25 @@
 
 mod common;
 
-use coffer_store::sqlite::SqliteStore;
+use std::path::Path;
+
+use coffer_store::sqlite::{DB_FILE, SqliteStore};
 use coffer_store::{Op, Store};
 use common::{Server, b64, errors};
 use serde_json::json;
+use sqlx::Connection;
+
+/// Edits the main database as someone with the file would.
+async fn edit(data: &Path, statements: &[&str]) {
+    let url = format!("sqlite://{}", data.join(DB_FILE).display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for s in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(s.to_string()))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+}
 
 #[tokio::test]
 async fn a_wrapped_key_copied_into_another_row_does_not_unwrap() {
@@ -71,4 +86,103 @@ async fn a_wrapped_key_copied_into_another_row_does_not_unwrap() {
         )
         .await;
     assert_eq!(st, 200, "the untouched key still works");
+}
+
+async fn decrypt(s: &Server, token: &str, name: &str, ct: &str) -> (u16, serde_json::Value) {
+    s.call(
+        "POST",
+        &format!("transit/decrypt/{name}"),
+        Some(token),
+        Some(json!({ "ciphertext": ct })),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn edited_key_settings_are_refused_and_old_rows_get_their_mac_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let s = Server::with_config(&data);
+    let (_, v) = s
+        .call(
+            "PUT",
+            "sys/init",
+            None,
+            Some(json!({ "secret_shares": 1, "secret_threshold": 1 })),
+        )
+        .await;
+    let (key, root) = (
+        v["keys"][0].as_str().unwrap().to_owned(),
+        v["root_token"].as_str().unwrap().to_owned(),
+    );
+    s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+    let encrypt = |name: &str| json!({ "plaintext": b64(format!("for {name}").as_bytes()) });
+    let mut cts = Vec::new();
+    for name in ["k", "other"] {
+        let (_, v) = s
+            .call(
+                "POST",
+                &format!("transit/encrypt/{name}"),
+                Some(&root),
+                Some(encrypt(name)),
+            )
+            .await;
+        cts.push(v["data"]["ciphertext"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(s.call("POST", "transit/keys/k/rotate", Some(&root), None).await.0, 200);
+    let (st, v) = s
+        .call(
+            "POST",
+            "transit/keys/k/config",
+            Some(&root),
+            Some(json!({ "min_decryption_version": 2 })),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(decrypt(&s, &root, "k", &cts[0]).await.0, 400, "v1 is retired");
+    s.stop();
+
+    // Someone with the file brings v1 back.
+    edit(
+        &data,
+        &["UPDATE transit_keys SET config = json_set(config, '$.min_decryption_version', 1) WHERE name = 'k'"],
+    )
+    .await;
+    let s = Server::with_config(&data);
+    s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+    let (st, v) = decrypt(&s, &root, "k", &cts[0]).await;
+    assert_eq!(st, 500, "the edited settings are refused, not obeyed: {v}");
+    assert_eq!(decrypt(&s, &root, "other", &cts[1]).await.0, 200);
+    s.stop();
+
+    // A database from before the MAC: the first unseal fills it in, once.
+    edit(
+        &data,
+        &[
+            "UPDATE transit_keys SET config_mac = NULL WHERE name = 'other'",
+            "DELETE FROM meta WHERE k = 'key_settings_macs'",
+        ],
+    )
+    .await;
+    let s = Server::with_config(&data);
+    s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+    assert_eq!(decrypt(&s, &root, "other", &cts[1]).await.0, 200);
+    assert_eq!(
+        decrypt(&s, &root, "k", &cts[0]).await.0,
+        500,
+        "a wrong MAC is not replaced"
+    );
+    s.stop();
+    edit(
+        &data,
+        &["UPDATE transit_keys SET config_mac = NULL WHERE name = 'other'"],
+    )
+    .await;
+    let s = Server::with_config(&data);
+    s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+    assert_eq!(
+        decrypt(&s, &root, "other", &cts[1]).await.0,
+        500,
+        "after that, a missing MAC is an edit"
+    );
 }
