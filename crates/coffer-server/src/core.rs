@@ -649,6 +649,16 @@ impl Core {
             return Ok(n);
         }
         let n = self.store.namespace(name).await?;
+        // A shredded tenant's rows put back from a copy stay dead: its id has a tombstone.
+        if let Some(row) = &n
+            && self.store.is_tombstoned(&row.id).await?
+        {
+            tracing::error!(tenant = %row.name, id = %row.id, "a shredded tenant's rows are back in storage; refusing them");
+            return Err(ApiError::Internal(format!(
+                "tenant {:?} was shredded; its rows were restored from a copy",
+                row.name
+            )));
+        }
         self.namespaces.insert(name.to_owned(), n.clone());
         Ok(n)
     }

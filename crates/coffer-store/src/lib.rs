@@ -155,6 +155,8 @@ pub trait Store: Send + Sync + 'static {
     async fn namespace(&self, name: &str) -> Result<Option<NamespaceRow>>;
     async fn namespaces(&self) -> Result<Vec<NamespaceRow>>;
     async fn tombstones(&self) -> Result<Vec<TombstoneRow>>;
+    /// Whether a tenant with this id was shredded.
+    async fn is_tombstoned(&self, id: &str) -> Result<bool>;
     /// Keys due for automatic rotation at `now`, at most `limit`.
     async fn transit_keys_due(&self, now: i64, limit: u32) -> Result<Vec<TransitKeyRow>>;
     /// Tenants whose key is due for rotation at `now`.

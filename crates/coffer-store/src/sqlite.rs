@@ -589,6 +589,14 @@ impl Store for SqliteStore {
         r.as_ref().map(namespace_row).transpose()
     }
 
+    async fn is_tombstoned(&self, id: &str) -> Result<bool> {
+        let r = sqlx::query("SELECT 1 FROM tombstones WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.is_some())
+    }
+
     async fn namespaces(&self) -> Result<Vec<NamespaceRow>> {
         let rows = sqlx::query("SELECT * FROM namespaces ORDER BY name")
             .fetch_all(&self.pool)

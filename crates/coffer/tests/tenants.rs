@@ -5,8 +5,8 @@
 
 mod common;
 
-use coffer_store::Store;
 use coffer_store::sqlite::SqliteStore;
+use coffer_store::{Op, Store};
 use common::{Server, all_bytes, b64, contains, errors, init_unseal, unb64};
 use serde_json::{Value, json};
 
@@ -367,6 +367,65 @@ async fn shredding_leaves_nothing_unwrappable_and_a_tombstone() {
             "wrapped blob {i} of the shredded tenant is still on disk"
         );
     }
+}
+
+/// The spec's tombstone: a shredded tenant's rows put back from a copy do not bring it back.
+#[tokio::test]
+async fn a_shredded_tenant_restored_from_a_copy_stays_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let s = Server::with_config(&data);
+    let (key, root) = init_unseal(&s).await;
+    s.call("POST", "sys/namespaces/globex", Some(&root), None).await;
+    let ct = encrypt(&s, "globex", &root, "pii", b"to be forgotten").await;
+    s.stop();
+    // A copy of every row of the tenant, taken before the shred.
+    let copy = {
+        let store = SqliteStore::open(&data).await.unwrap();
+        let mut ops = vec![Op::InsertNamespace(store.namespace("globex").await.unwrap().unwrap())];
+        ops.extend(
+            store
+                .tenant_keys("globex")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(Op::PutTenantKey),
+        );
+        ops.push(Op::InsertTransitKey(
+            store.transit_key("globex", "transit", "pii").await.unwrap().unwrap(),
+        ));
+        ops.extend(
+            store
+                .transit_versions("globex", "transit", "pii")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(Op::PutTransitVersion),
+        );
+        ops
+    };
+    let s = Server::with_config(&data);
+    s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+    assert_eq!(
+        s.call("DELETE", "sys/namespaces/globex", Some(&root), None).await.0,
+        204
+    );
+    s.stop();
+    SqliteStore::open(&data).await.unwrap().apply(copy).await.unwrap();
+
+    let s = Server::with_config(&data);
+    s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+    let (st, v) = in_ns(
+        &s,
+        "globex",
+        &root,
+        "POST",
+        "transit/decrypt/pii",
+        Some(json!({ "ciphertext": ct })),
+    )
+    .await;
+    assert_eq!(st, 500, "the tombstone refuses the restored rows: {v}");
+    assert_eq!(errors(&v), "internal error");
 }
 
 #[tokio::test]
