@@ -81,7 +81,7 @@ fn record_row(r: &SqliteRow) -> AuditRecordRow {
 
 impl AuditStore {
     pub async fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        crate::sqlite::prepare_private(dir, AUDIT_DB_FILE)?;
         let path = dir.join(AUDIT_DB_FILE);
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(&path)

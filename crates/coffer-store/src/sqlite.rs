@@ -24,7 +24,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database in `dir` and migrates it.
     pub async fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        prepare_private(dir, DB_FILE)?;
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(dir.join(DB_FILE))
             .create_if_missing(true)
@@ -36,6 +36,28 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(SqliteStore { pool })
+    }
+}
+
+/// Creates `dir` (mode 0700) and an empty `file` in it (mode 0600) if they
+/// are missing, so the database, and the WAL and shared-memory files SQLite
+/// gives the same mode, are the server user's alone.
+pub(crate) fn prepare_private(dir: &Path, file: &str) -> Result<()> {
+    let err = |what: &Path, e: std::io::Error| StoreError::Backend(format!("creating {}: {e}", what.display()));
+    let mut d = std::fs::DirBuilder::new();
+    d.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut d, 0o700);
+    d.create(dir).map_err(|e| err(dir, e))?;
+    let path = dir.join(file);
+    let mut f = std::fs::OpenOptions::new();
+    f.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
+    match f.open(&path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(err(&path, e)),
     }
 }
 
@@ -704,6 +726,22 @@ mod tests {
             version: v,
             kek_version: 1,
             wrapped: vec![v as u8],
+        }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_data_directory_and_its_files_are_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let s = SqliteStore::open(&data).await.unwrap();
+        s.apply(vec![Op::InsertTransitKey(key_row("a"))]).await.unwrap();
+        crate::audit::AuditStore::open(&data).await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        for f in [DB_FILE, "coffer.db-wal", "coffer.db-shm", crate::audit::AUDIT_DB_FILE] {
+            assert_eq!(mode(&data.join(f)), 0o600, "{f}");
         }
     }
 
