@@ -42,14 +42,17 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, rest: &str, req: Request) 
             Ok(Reply::Data(json!({ "records": records })))
         }
         ("export", Operation::Read) => {
-            let since = since_param(&req)?;
             let kind = req.params.str("kind")?.map(str::to_owned);
-            let records = scan(core, u, since, kind.as_deref()).await?;
-            Ok(Reply::Data(json!({ "records": records })))
+            let page = scan(core, u, &Scan::of(&req, kind.as_deref())?).await?;
+            Ok(Reply::Data(
+                json!({ "records": page.records, "next_after": page.next_after }),
+            ))
         }
         ("alerts", Operation::Read) => {
-            let records = scan(core, u, since_param(&req)?, Some("alert")).await?;
-            Ok(Reply::Data(json!({ "alerts": records })))
+            let page = scan(core, u, &Scan::of(&req, Some("alert"))?).await?;
+            Ok(Reply::Data(
+                json!({ "alerts": page.records, "next_after": page.next_after }),
+            ))
         }
         ("verify", Operation::Read) => {
             let key = core
@@ -93,28 +96,73 @@ pub(crate) fn parse_time(s: &str) -> Option<i64> {
         .map(|t| t.unix_timestamp())
 }
 
-async fn scan(core: &Core, u: &Unsealed, since: i64, kind: Option<&str>) -> ApiResult<Vec<Value>> {
+/// Records one export call returns unless asked for fewer; the client pages with `after`.
+const EXPORT_DEFAULT: u64 = 10_000;
+
+/// What `export` and `alerts` ask for: records after `after`, newer than
+/// `since`, of one kind, at most `limit` of them.
+struct Scan<'a> {
+    since: i64,
+    kind: Option<&'a str>,
+    after: u64,
+    limit: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn of(req: &Request, kind: Option<&'a str>) -> ApiResult<Self> {
+        let limit = req.params.u64("limit")?.unwrap_or(EXPORT_DEFAULT);
+        if limit == 0 || limit > EXPORT_DEFAULT {
+            return Err(ApiError::bad(format!("limit must be 1 to {EXPORT_DEFAULT}")));
+        }
+        Ok(Scan {
+            since: since_param(req)?,
+            kind,
+            after: req.params.u64("after")?.unwrap_or(0),
+            limit: limit as usize,
+        })
+    }
+}
+
+struct ScanPage {
+    records: Vec<Value>,
+    /// The `after` that continues where this page stopped; `None` at the end.
+    next_after: Option<u64>,
+}
+
+async fn scan(core: &Core, u: &Unsealed, q: &Scan<'_>) -> ApiResult<ScanPage> {
     let s = store(core)?;
     let sessions = s.sessions().await?;
     let mut reader = core.audit_reader(u).await?;
     let mut out = Vec::new();
-    let mut after = 0;
+    let mut after = q.after;
     loop {
         let rows = s.records_after(after, PAGE).await?;
-        let Some(last) = rows.last() else { break };
-        after = last.seq;
+        if rows.is_empty() {
+            return Ok(ScanPage {
+                records: out,
+                next_after: None,
+            });
+        }
         for r in &rows {
+            after = r.seq;
             let rec = reader.open(&sessions, r);
             // A record that does not open has no time or kind to filter on, and must not vanish.
             let unreadable = rec.get("error").is_some();
-            let recent = rec.get("t").and_then(Value::as_i64).is_some_and(|t| t >= since);
-            let matches = kind.is_none_or(|k| rec.get("kind").and_then(Value::as_str) == Some(k));
+            let recent = rec.get("t").and_then(Value::as_i64).is_some_and(|t| t >= q.since);
+            let matches = q
+                .kind
+                .is_none_or(|k| rec.get("kind").and_then(Value::as_str) == Some(k));
             if unreadable || (recent && matches) {
                 out.push(rec);
+                if out.len() == q.limit {
+                    return Ok(ScanPage {
+                        records: out,
+                        next_after: Some(after),
+                    });
+                }
             }
         }
     }
-    Ok(out)
 }
 
 /// The first record that does not decrypt under its session's key, if any.

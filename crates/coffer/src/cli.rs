@@ -503,12 +503,14 @@ pub(crate) async fn run(conn: Conn, cmd: ClientCommand) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// The records listed in a response's `data.{field}`.
+fn records(v: &Option<Value>, field: &str) -> Vec<Value> {
+    v.as_ref()
+        .and_then(|v| v["data"][field].as_array().cloned())
+        .unwrap_or_default()
+}
+
 async fn audit(conn: &Conn, c: &Client, cmd: Audit) -> anyhow::Result<ExitCode> {
-    let records = |v: &Option<Value>, field: &str| -> Vec<Value> {
-        v.as_ref()
-            .and_then(|v| v["data"][field].as_array().cloned())
-            .unwrap_or_default()
-    };
     match cmd {
         Audit::Verify { config, verify_key } => {
             let cfg = coffer_server::Config::load(&config)?;
@@ -551,30 +553,32 @@ async fn audit(conn: &Conn, c: &Client, cmd: Audit) -> anyhow::Result<ExitCode> 
                 }
             }
         }
-        Audit::Export { since, .. } => {
-            let since = since.replace('+', "%2B");
-            let r = c
-                .request("GET", &format!("sys/audit/export?since={since}"), None)
-                .await?;
-            for rec in records(&r, "records") {
-                println!("{rec}");
-            }
-        }
-        Audit::Alerts { since } => {
-            let since = since.replace('+', "%2B");
-            let r = c
-                .request("GET", &format!("sys/audit/alerts?since={since}"), None)
-                .await?;
-            for rec in records(&r, "alerts") {
-                println!("{rec}");
-            }
-        }
+        Audit::Export { since, .. } => pages(c, "export", "records", &since).await?,
+        Audit::Alerts { since } => pages(c, "alerts", "alerts", &since).await?,
         Audit::Rotate => {
             let r = c.request("POST", "sys/audit/rotate", None).await?;
             print(conn, &r)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints every record of `sys/audit/{what}` as JSON lines, page by page.
+async fn pages(c: &Client, what: &str, field: &str, since: &str) -> anyhow::Result<()> {
+    let since = since.replace('+', "%2B");
+    let mut after = 0;
+    loop {
+        let r = c
+            .request("GET", &format!("sys/audit/{what}?since={since}&after={after}"), None)
+            .await?;
+        for rec in records(&r, field) {
+            println!("{rec}");
+        }
+        match r.as_ref().and_then(|v| v["data"]["next_after"].as_u64()) {
+            Some(next) => after = next,
+            None => return Ok(()),
+        }
+    }
 }
 
 async fn operator(conn: &Conn, c: &Client, op: Operator) -> anyhow::Result<ExitCode> {
