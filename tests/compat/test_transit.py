@@ -1,5 +1,7 @@
 """Transit secrets engine: keys, encrypt/decrypt, batches, rotation, rewrap, datakeys, HMAC."""
 
+import base64
+import hashlib
 import time
 
 import pytest
@@ -698,3 +700,65 @@ def test_other_symmetric_types(client, key_name, key_type):
     ct = _encrypt(client, key_name, b"typed")
     assert ct.startswith("vault:v1:")
     assert _decrypt(client, key_name, ct) == b"typed"
+
+
+# ---------------------------------------------------------------------------- edges Vault defines
+
+
+def test_batch_where_every_item_failed_ignores_partial_failure_code(client, new_key):
+    name = new_key()
+    good = _encrypt(client, name, b"good")
+    path = f"transit/decrypt/{name}"
+    body = {"batch_input": [{"ciphertext": "vault:v1:AAAA"}], "partial_failure_response_code": 207}
+    resp = raw_request(client.url, "POST", path, client.token, json=body)
+    assert resp.status_code == 400, resp.text
+    body["batch_input"].append({"ciphertext": good})
+    resp = raw_request(client.url, "POST", path, client.token, json=body)
+    assert resp.status_code == 207, resp.text
+
+
+def test_line_wrapped_base64_is_accepted(client, new_key):
+    name = new_key()
+    pt = bytes(range(256)) * 2
+    wrapped = base64.encodebytes(pt).decode()  # MIME style: a line break every 76 characters
+    assert "\n" in wrapped
+    ct = _transit(client).encrypt_data(name=name, plaintext=wrapped)["data"]["ciphertext"]
+    assert _decrypt(client, name, ct) == pt
+
+
+def test_random_bytes(client):
+    t = _transit(client)
+    first = unb64(t.generate_random_bytes()["data"]["random_bytes"])
+    second = unb64(t.generate_random_bytes()["data"]["random_bytes"])
+    assert len(first) == 32 and first != second
+    assert len(unb64(t.generate_random_bytes(n_bytes=48)["data"]["random_bytes"])) == 48
+    as_hex = t.generate_random_bytes(n_bytes=16, output_format="hex")["data"]["random_bytes"]
+    assert len(bytes.fromhex(as_hex)) == 16
+    resp = raw_request(client.url, "POST", "transit/random/7", client.token, json={})
+    assert resp.status_code == 200 and len(unb64(resp.json()["data"]["random_bytes"])) == 7
+    resp = raw_request(client.url, "POST", "transit/random", client.token, json={"format": "octal"})
+    assert_error_body(resp, 400)
+
+
+@pytest.mark.parametrize("algorithm", ["sha2-224", "sha2-256", "sha2-384", "sha2-512"])
+def test_hash_data(client, algorithm):
+    expected = hashlib.new(algorithm.replace("sha2-", "sha"), b"hello").digest()
+    got = _transit(client).hash_data(hash_input=b64(b"hello"), algorithm=algorithm)["data"]["sum"]
+    assert bytes.fromhex(got) == expected
+    got = _transit(client).hash_data(hash_input=b64(b"hello"), algorithm=algorithm, output_format="base64")
+    assert unb64(got["data"]["sum"]) == expected
+
+
+@pytest.mark.parametrize("algorithm", ["sha3-256", "sha3-384", "sha3-512"])
+def test_hash_data_sha3(client, algorithm):
+    # hvac's own check knows only SHA-2; the servers take SHA-3 as well.
+    resp = raw_request(client.url, "POST", f"transit/hash/{algorithm}", client.token, json={"input": b64(b"hello")})
+    assert resp.status_code == 200, resp.text
+    assert bytes.fromhex(resp.json()["data"]["sum"]) == hashlib.new(algorithm.replace("-", "_"), b"hello").digest()
+
+
+def test_hash_default_and_bad_input(client):
+    got = _transit(client).hash_data(hash_input=b64(b"abc"))["data"]["sum"]
+    assert got == hashlib.sha256(b"abc").hexdigest()
+    resp = raw_request(client.url, "POST", "transit/hash/md5", client.token, json={"input": b64(b"x")})
+    assert_error_body(resp, 400)

@@ -321,11 +321,16 @@ impl Acl {
 
     /// The capabilities this ACL grants on `path` (no leading slash).
     pub fn capabilities(&self, path: &str) -> CapSet {
+        self.matched(path).unwrap_or_default()
+    }
+
+    /// The capabilities of the rule that governs `path`; `None` if no rule matches it.
+    pub fn matched(&self, path: &str) -> Option<CapSet> {
         if self.root {
-            return CapSet::ROOT;
+            return Some(CapSet::ROOT);
         }
         if let Some(c) = self.exact.get(path) {
-            return *c;
+            return Some(*c);
         }
         let mut best: Option<&(String, CapSet)> = None;
         for rule in self.patterns.iter().filter(|(p, _)| pattern_matches(p, path)) {
@@ -333,7 +338,15 @@ impl Acl {
                 best = Some(rule);
             }
         }
-        best.map(|(_, c)| *c).unwrap_or_default()
+        best.map(|(_, c)| *c)
+    }
+
+    /// The capabilities for a list of `path`: as Vault, the rules for `path/`
+    /// govern it (so `deny` on `path/*` holds); a rule for `path` alone applies
+    /// only when none matches `path/`.
+    pub fn list_capabilities(&self, path: &str) -> CapSet {
+        self.matched(&format!("{path}/"))
+            .unwrap_or_else(|| self.capabilities(path))
     }
 
     pub fn allows(&self, path: &str, cap: Capability) -> bool {
@@ -386,6 +399,20 @@ mod tests {
         ]);
         assert!(!a.allows("transit/decrypt/k", Capability::Update));
         assert_eq!(a.capabilities("transit/decrypt/k").names(), vec!["deny"]);
+    }
+
+    #[test]
+    fn a_list_is_governed_by_the_rules_for_the_path_with_its_slash() {
+        let a = acl(&[r#"path "transit/*" { capabilities = ["list"] }
+                         path "transit/keys/*" { capabilities = ["deny"] }
+                         path "sys/policies/acl/" { capabilities = ["list"] }
+                         path "sys/mounts" { capabilities = ["list"] }"#]);
+        assert!(!a.list_capabilities("transit/keys").contains(Capability::List));
+        assert!(a.list_capabilities("transit/other").contains(Capability::List));
+        assert!(a.list_capabilities("sys/policies/acl").contains(Capability::List));
+        // No rule for `sys/mounts/`: the one for `sys/mounts` applies.
+        assert!(a.list_capabilities("sys/mounts").contains(Capability::List));
+        assert!(!a.list_capabilities("sys/nothing").contains(Capability::List));
     }
 
     #[test]

@@ -177,6 +177,8 @@ pub struct Core {
     pub(crate) token_cache: RwLock<HashMap<Vec<u8>, TokenRow>>,
     /// ACLs by namespace and policy set; cleared on any policy change.
     pub(crate) acl_cache: RwLock<HashMap<String, Arc<Acl>>>,
+    /// Bumped by every change to tokens or policies, before the caches are cleared.
+    auth_generation: AtomicU64,
 }
 
 /// Entries a cache may hold before it is emptied (bounded memory, simply).
@@ -302,6 +304,7 @@ impl Core {
             audit_store,
             token_cache: RwLock::new(HashMap::new()),
             acl_cache: RwLock::new(HashMap::new()),
+            auth_generation: AtomicU64::new(0),
         })
     }
 
@@ -609,9 +612,16 @@ impl Core {
     }
 
     /// Forgets cached tokens and ACLs (after a revocation or a policy change).
+    /// The generation moves first, so a cache fill whose store read began
+    /// before the change does not put the old entry back (see `live_token`).
     pub(crate) fn invalidate_auth(&self) {
+        self.auth_generation.fetch_add(1, Ordering::SeqCst);
         write(&self.token_cache).clear();
         write(&self.acl_cache).clear();
+    }
+
+    pub(crate) fn auth_generation(&self) -> u64 {
+        self.auth_generation.load(Ordering::SeqCst)
     }
 
     pub(crate) fn reset_progress(&self) {

@@ -565,15 +565,25 @@ fn capability_for(op: Operation, creates: bool) -> Capability {
 
 /// Checks the caller's ACL. A token acts only in its own tenant; a root
 /// namespace token reaches into a tenant through paths prefixed with it.
-fn authorize(caller: &Caller, req: &Request, cap: Capability) -> ApiResult<()> {
-    let acl_path = if caller.token.namespace == req.namespace {
-        req.path.clone()
+/// The path `caller`'s policies name `path` by in `req`'s tenant: as is in
+/// its own tenant, prefixed from the root namespace; `None` from another tenant.
+pub(crate) fn acl_path(caller: &Caller, req: &Request, path: &str) -> Option<String> {
+    if caller.token.namespace == req.namespace {
+        Some(path.to_owned())
     } else if caller.token.namespace == ROOT_NS {
-        format!("{}/{}", req.namespace, req.path)
+        Some(format!("{}/{}", req.namespace, path))
     } else {
-        return Err(ApiError::PermissionDenied);
+        None
+    }
+}
+
+fn authorize(caller: &Caller, req: &Request, cap: Capability) -> ApiResult<()> {
+    let acl_path = acl_path(caller, req, &req.path).ok_or(ApiError::PermissionDenied)?;
+    let caps = if req.op == Operation::List {
+        caller.acl.list_capabilities(&acl_path)
+    } else {
+        caller.acl.capabilities(&acl_path)
     };
-    let caps = caller.acl.capabilities(&acl_path);
     if !caps.contains(cap) || (needs_sudo(&req.path) && !caps.contains(Capability::Sudo)) {
         return Err(ApiError::PermissionDenied);
     }

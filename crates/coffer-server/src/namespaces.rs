@@ -174,8 +174,8 @@ async fn shred(core: &Core, u: &Unsealed, caller: &Caller, name: &str) -> ApiRes
     core.keys_changed();
     core.keys.retain(|id| id.namespace != name);
     crate::core::write(&core.mounts).retain(|m| m.namespace != name);
-    crate::core::write(&core.policies).retain(|(ns, _), _| ns != name);
     core.invalidate_auth();
+    crate::core::write(&core.policies).retain(|(ns, _), _| ns != name);
     tracing::warn!(tenant = name, by = %caller.token.accessor, "tenant shredded");
     Ok(Reply::NoContent)
 }

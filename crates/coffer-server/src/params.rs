@@ -165,6 +165,14 @@ impl Params {
         match self.str(k)? {
             None => Ok(None),
             Some(s) => {
+                // `base64` wraps lines at 76 and Go's decoder (Vault's) skips line breaks: so do we.
+                let unwrapped;
+                let s = if s.contains(['\n', '\r']) {
+                    unwrapped = Zeroizing::new(s.replace(['\n', '\r'], ""));
+                    unwrapped.as_str()
+                } else {
+                    s
+                };
                 // Decode into a buffer sized up front, so no reallocation leaves a copy behind.
                 let mut out = Zeroizing::new(Vec::with_capacity(s.len() / 4 * 3 + 3));
                 STANDARD

@@ -17,12 +17,17 @@ pub(crate) async fn load(core: &Core, namespace: &str, name: &str) -> ApiResult<
     if let Some(p) = read(&core.policies).get(&key) {
         return Ok(Some(p.clone()));
     }
+    let seen = core.auth_generation();
     let Some(body) = core.store.policy(namespace, name).await? else {
         return Ok(None);
     };
     let parsed =
         Arc::new(Policy::parse(name, &body).map_err(|e| ApiError::Internal(format!("stored policy {name}: {e}")))?);
-    write(&core.policies).insert(key, parsed.clone());
+    let mut cache = write(&core.policies);
+    // A policy write since the read: do not put the old text back.
+    if core.auth_generation() == seen {
+        cache.insert(key, parsed.clone());
+    }
     Ok(Some(parsed))
 }
 
@@ -103,8 +108,8 @@ pub(crate) async fn handle(core: &Core, rest: &str, req: Request, legacy: bool) 
                     body: text,
                 }])
                 .await?;
-            write(&core.policies).remove(&(ns, name));
             core.invalidate_auth();
+            write(&core.policies).remove(&(ns, name));
             Ok(Reply::NoContent)
         }
         Operation::Delete => {
@@ -118,8 +123,8 @@ pub(crate) async fn handle(core: &Core, rest: &str, req: Request, legacy: bool) 
                     name: name.clone(),
                 }])
                 .await?;
-            write(&core.policies).remove(&(ns, name));
             core.invalidate_auth();
+            write(&core.policies).remove(&(ns, name));
             Ok(Reply::NoContent)
         }
         Operation::List => Err(ApiError::MethodNotAllowed),

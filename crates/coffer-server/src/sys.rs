@@ -221,7 +221,11 @@ fn capabilities_self(caller: &Caller, req: &Request) -> ApiResult<Reply> {
     let mut data = serde_json::Map::new();
     let mut last = Vec::new();
     for p in &paths {
-        let names = caller.acl.capabilities(p.trim_start_matches('/')).names();
+        let names = match crate::http::acl_path(caller, req, p.trim_start_matches('/')) {
+            _ if caller.is_root() => vec!["root"],
+            Some(path) => caller.acl.capabilities(&path).names(),
+            None => Vec::new(),
+        };
         let names = if names.is_empty() { vec!["deny"] } else { names };
         last = names.clone();
         data.insert(p.clone(), json!(names));

@@ -95,6 +95,7 @@ async fn live_token(core: &Core, u: &Unsealed, id: &str) -> ApiResult<Option<Tok
     let row = match cached {
         Some(r) => r,
         None => {
+            let seen = core.auth_generation();
             let Some(row) = core.store.token_by_hash(&hash).await? else {
                 return Ok(None);
             };
@@ -104,7 +105,10 @@ async fn live_token(core: &Core, u: &Unsealed, id: &str) -> ApiResult<Option<Tok
                 if cache.len() >= CACHE_LIMIT {
                     cache.clear();
                 }
-                cache.insert(hash, row.clone());
+                // A revocation since the read: do not put the old row back.
+                if core.auth_generation() == seen {
+                    cache.insert(hash, row.clone());
+                }
             }
             row
         }
@@ -122,12 +126,15 @@ pub(crate) async fn acl_for(core: &Core, namespace: &str, names: &[String]) -> A
     if let Some(a) = read(&core.acl_cache).get(&key) {
         return Ok(a.clone());
     }
+    let seen = core.auth_generation();
     let acl = Arc::new(build_acl(core, namespace, names).await?);
     let mut cache = write(&core.acl_cache);
     if cache.len() >= CACHE_LIMIT {
         cache.clear();
     }
-    cache.insert(key, acl.clone());
+    if core.auth_generation() == seen {
+        cache.insert(key, acl.clone());
+    }
     Ok(acl)
 }
 
@@ -241,12 +248,29 @@ async fn create(core: &Core, u: &Unsealed, caller: &Caller, req: &Request, orpha
     if p.duration("period")?.is_some_and(|d| d > 0) {
         return Err(ApiError::bad("periodic tokens are not supported"));
     }
+    // As Vault: a use-limited token makes no children (they would outlive its uses).
+    if caller.token.num_uses > 0 {
+        return Err(ApiError::bad("restricted use token cannot generate child tokens"));
+    }
+    // From the root namespace into a tenant: the tenant's policy names are not the
+    // caller's, so nothing is inherited, `root` is refused, and sudo is required (as Vault).
+    let cross = caller.token.namespace != req.namespace;
+    let sudo = caller.is_root()
+        || crate::http::acl_path(caller, req, &req.path)
+            .is_some_and(|path| caller.acl.capabilities(&path).contains(Capability::Sudo));
+    if cross && !sudo {
+        return Err(ApiError::bad("sudo is required to create a token in another namespace"));
+    }
     let requested = p.str_list("policies")?;
     let mut set: BTreeSet<String> = match &requested {
         Some(list) => list.iter().cloned().collect(),
+        None if cross => BTreeSet::new(),
         None => caller.policies.iter().cloned().collect(),
     };
-    if !caller.is_root() {
+    if cross && set.contains("root") {
+        return Err(ApiError::bad("root tokens cannot be created in another namespace"));
+    }
+    if !caller.is_root() && !cross {
         let allowed: BTreeSet<&String> = caller.policies.iter().collect();
         if let Some(bad) = set.iter().find(|p| *p != "default" && !allowed.contains(p)) {
             return Err(ApiError::bad(format!(
@@ -269,12 +293,12 @@ async fn create(core: &Core, u: &Unsealed, caller: &Caller, req: &Request, orpha
     };
 
     let custom_id = p.str("id")?;
-    if custom_id.is_some() && !caller.is_root() {
+    if custom_id.is_some() && !sudo {
         return Err(ApiError::bad("root or sudo privileges required to specify token id"));
     }
     // A certificate identity is not a token, so its children have no parent to die with.
     let no_parent = orphan_path || p.bool("no_parent")?.unwrap_or(false) || caller.cert_role.is_some();
-    if no_parent && !orphan_path && !caller.is_root() && caller.cert_role.is_none() {
+    if no_parent && !orphan_path && !sudo && caller.cert_role.is_none() {
         return Err(ApiError::bad("root or sudo privileges required to create orphan token"));
     }
     let ttl = match p.duration("ttl")? {
@@ -323,6 +347,12 @@ async fn create(core: &Core, u: &Unsealed, caller: &Caller, req: &Request, orpha
     };
     {
         let _w = core.write.lock().await;
+        // The parent may have been revoked (or used up) since it authenticated: no orphaned child.
+        if let Some(parent) = &row.parent
+            && core.store.token_by_accessor(parent).await?.is_none()
+        {
+            return Err(ApiError::PermissionDenied);
+        }
         core.store
             .apply(vec![Op::InsertToken(row.clone())])
             .await

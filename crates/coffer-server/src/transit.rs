@@ -202,7 +202,7 @@ fn key_data(ring: &Keyring) -> Value {
         "imported_key": false,
         "supports_encryption": true,
         "supports_decryption": true,
-        "supports_derivation": true,
+        "supports_derivation": false,
         "supports_signing": false,
     })
 }
@@ -265,15 +265,76 @@ pub(crate) async fn handle(
         (["hmac", name, algo], Write) => hmac(core, u, mount, name, Some(algo), &mut req.params).await,
         (["verify", name], Write) => verify(core, u, mount, name, None, &mut req.params).await,
         (["verify", name, algo], Write) => verify(core, u, mount, name, Some(algo), &mut req.params).await,
+        (["random"], Write) => random(None, None, &req.params),
+        (["random", a], Write) => match a.parse::<u64>() {
+            Ok(_) => random(None, Some(a), &req.params),
+            Err(_) => random(Some(a), None, &req.params),
+        },
+        (["random", source, n], Write) => random(Some(source), Some(n), &req.params),
+        (["hash"], Write) => hash(None, &req.params),
+        (["hash", algo], Write) => hash(Some(algo), &req.params),
         (
             [
-                "keys" | "encrypt" | "decrypt" | "rewrap" | "datakey" | "hmac" | "verify",
+                "keys" | "encrypt" | "decrypt" | "rewrap" | "datakey" | "hmac" | "verify" | "random" | "hash",
                 ..,
             ],
             _,
         ) => Err(ApiError::MethodNotAllowed),
         _ => Err(ApiError::UnsupportedPath),
     }
+}
+
+/// Most bytes `random` returns at once (as Vault).
+const RANDOM_MAX: u64 = 128 * 1024;
+
+/// `random(/:source)(/:bytes)`: bytes from the platform's generator (every source is that one here).
+fn random(source: Option<&str>, n: Option<&str>, p: &Params) -> ApiResult<Reply> {
+    let source = source.or(p.str("source")?).unwrap_or("platform");
+    if !matches!(source, "platform" | "seal" | "all") {
+        return Err(ApiError::bad(format!("unsupported entropy source {source:?}")));
+    }
+    let n = match n {
+        Some(n) => n
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad(format!("invalid number of bytes {n:?}")))?,
+        None => p.u64("bytes")?.unwrap_or(32),
+    };
+    if n == 0 || n > RANDOM_MAX {
+        return Err(ApiError::bad(format!("bytes must be 1 to {RANDOM_MAX}")));
+    }
+    let bytes = zeroize::Zeroizing::new(rand::bytes(n as usize)?);
+    let out = match p.str("format")?.unwrap_or("base64") {
+        "base64" => STANDARD.encode(&*bytes),
+        "hex" => hex::encode(&*bytes),
+        other => return Err(ApiError::bad(format!("unsupported encoding format {other:?}"))),
+    };
+    Ok(Reply::Data(json!({ "random_bytes": out })))
+}
+
+/// `hash(/:algorithm)`: a digest of `input`; keyless, so it needs no key.
+fn hash(algo: Option<&str>, p: &Params) -> ApiResult<Reply> {
+    use aws_lc_rs::digest;
+    let algo = algo.or(p.str("algorithm")?).unwrap_or("sha2-256");
+    let alg = match algo {
+        "sha2-224" => &digest::SHA224,
+        "sha2-256" => &digest::SHA256,
+        "sha2-384" => &digest::SHA384,
+        "sha2-512" => &digest::SHA512,
+        "sha3-256" => &digest::SHA3_256,
+        "sha3-384" => &digest::SHA3_384,
+        "sha3-512" => &digest::SHA3_512,
+        other => return Err(ApiError::bad(format!("unsupported hash algorithm {other:?}"))),
+    };
+    let input = p
+        .base64("input")?
+        .ok_or_else(|| ApiError::bad("missing input to hash"))?;
+    let sum = digest::digest(alg, &input);
+    let out = match p.str("format")?.unwrap_or("hex") {
+        "hex" => hex::encode(sum.as_ref()),
+        "base64" => STANDARD.encode(sum.as_ref()),
+        other => return Err(ApiError::bad(format!("unsupported encoding format {other:?}"))),
+    };
+    Ok(Reply::Data(json!({ "sum": out })))
 }
 
 async fn list_keys(core: &Core, mount: &MountRow, overdue: bool) -> ApiResult<Reply> {
@@ -511,13 +572,16 @@ where
     if items.is_empty() {
         return Err(ApiError::bad("missing batch input to process"));
     }
-    let mut failed = false;
+    let (mut failed, mut succeeded) = (false, false);
     let mut results = Vec::with_capacity(items.len());
     for item in items {
         let mut item = Params::from_object(item)?;
         let reference = item.take_str("reference")?.unwrap_or_default();
         let out = match one(&item) {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                succeeded = true;
+                Ok(v)
+            }
             Err(e @ (ApiError::BadRequest(_) | ApiError::NotFound)) => {
                 failed = true;
                 Err(e.to_string())
@@ -526,8 +590,10 @@ where
         };
         results.push(BatchItem { out, reference });
     }
-    let status = match (failed, fail_status) {
-        (true, Some(default)) => fail_code.unwrap_or(default),
+    // As Vault: the client's code is for a partial failure; when every item failed it is the default.
+    let status = match (failed, succeeded, fail_status) {
+        (true, true, Some(default)) => fail_code.unwrap_or(default),
+        (true, false, Some(default)) => default,
         _ => StatusCode::OK,
     };
     Ok(Reply::Batch(BatchResults {
@@ -637,6 +703,7 @@ async fn decrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mu
     refuse_unsupported(p)?;
     let ring = require(core, u, &key_id(mount, name)).await?;
     let reply = batch(p, Some(StatusCode::BAD_REQUEST), |item| {
+        refuse_unsupported(item)?;
         let ct = item
             .str("ciphertext")?
             .filter(|c| !c.is_empty())
@@ -661,6 +728,7 @@ async fn rewrap(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mut
     let top_version = p.u32("key_version")?;
     let mut nonces = Nonces::new(batch_len(p)?);
     batch(p, None, |item| {
+        refuse_unsupported(item)?;
         let ct = item
             .str("ciphertext")?
             .filter(|c| !c.is_empty())

@@ -145,7 +145,7 @@ fn corpus(ct: &str, reader_accessor: &str) -> Vec<Case> {
         json!({ "plaintext": "@@@" }),
         json!({ "plaintext": "eA=" }),
         json!({ "plaintext": "e" }),
-        json!({ "plaintext": "eA==\n" }),
+        json!({ "plaintext": "eA== " }),
         json!({}),
         json!({ "plaintext": "eA==", "key_version": "x" }),
         json!({ "plaintext": "eA==", "key_version": -1 }),

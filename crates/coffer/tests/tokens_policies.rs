@@ -274,14 +274,115 @@ async fn expired_and_used_up_tokens_are_refused() {
     assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&t), None).await.0, 200);
     assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&t), None).await.0, 403);
 
-    // The last use of a parent revokes its children, as in Vault.
+    // A use-limited token makes no children, as in Vault: they would outlive its uses.
     let (t, _) = token(&s, json!({ "num_uses": 2 })).await;
     let (st, v) = s.call("POST", "auth/token/create", Some(&t), Some(json!({}))).await;
-    assert_eq!(st, 200, "{v}");
-    let child = v["auth"]["client_token"].as_str().unwrap().to_owned();
-    assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&child), None).await.0, 200);
+    assert_eq!(st, 400, "{v}");
+    assert!(errors(&v).contains("restricted use token"), "{v}");
     assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&t), None).await.0, 200);
-    assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&child), None).await.0, 403);
+    assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&t), None).await.0, 403);
+}
+
+/// As Vault, a list checks the rules for `path/`: a deny on `path/*` holds,
+/// and the usual `path/` list rule grants it.
+#[tokio::test]
+async fn lists_are_authorised_on_the_path_with_its_slash() {
+    let s = Server::dev();
+    assert_eq!(s.root("POST", "transit/keys/k", None).await.0, 200);
+    policy(
+        &s,
+        "no-key-list",
+        r#"path "transit/*" { capabilities = ["read", "list", "update"] }
+           path "transit/keys/*" { capabilities = ["deny"] }"#,
+    )
+    .await;
+    policy(&s, "key-list", r#"path "transit/keys/" { capabilities = ["list"] }"#).await;
+    let (denied, _) = token(&s, json!({ "policies": ["no-key-list"] })).await;
+    let (lister, _) = token(&s, json!({ "policies": ["key-list"] })).await;
+    for path in ["transit/keys", "transit/keys?list=true"] {
+        let method = if path.contains('?') { "GET" } else { "LIST" };
+        assert_eq!(s.call(method, path, Some(&denied), None).await.0, 403, "{path}");
+        let (st, v) = s.call(method, path, Some(&lister), None).await;
+        assert_eq!((st, v["data"]["keys"].clone()), (200, json!(["k"])), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn tokens_made_in_a_tenant_from_the_root_namespace_inherit_nothing() {
+    let s = Server::dev();
+    assert_eq!(s.root("POST", "sys/namespaces/acme", None).await.0, 200);
+    policy(
+        &s,
+        "ops",
+        r#"path "acme/auth/token/create" { capabilities = ["update"] }"#,
+    )
+    .await;
+    policy(
+        &s,
+        "ops-sudo",
+        r#"path "acme/auth/token/create" { capabilities = ["update", "sudo"] }"#,
+    )
+    .await;
+    let (ops, _) = token(&s, json!({ "policies": ["ops"] })).await;
+    let (sudo, _) = token(&s, json!({ "policies": ["ops-sudo"] })).await;
+    let create = |t: String, body: Value| {
+        let s = &s;
+        async move {
+            s.raw(
+                "POST",
+                "auth/token/create",
+                Some(&t),
+                Some(body.to_string().into_bytes()),
+                &[("X-Vault-Namespace", "acme")],
+            )
+            .await
+        }
+    };
+    let (st, v) = create(ops.clone(), json!({})).await;
+    assert_eq!(st, 400, "no sudo: {v}");
+    let (st, v) = create(sudo.clone(), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["auth"]["policies"],
+        json!(["default"]),
+        "the caller's names mean nothing in acme"
+    );
+    let (st, v) = create(sudo.clone(), json!({ "policies": ["root"] })).await;
+    assert_eq!(st, 400, "{v}");
+    // The root token may, but not a root token for the tenant either.
+    assert_eq!(create("root".into(), json!({ "policies": ["root"] })).await.0, 400);
+}
+
+#[tokio::test]
+async fn capabilities_self_answers_as_requests_are_authorised() {
+    let s = Server::dev();
+    assert_eq!(s.root("POST", "sys/namespaces/acme", None).await.0, 200);
+    let (_, v) = s
+        .root(
+            "POST",
+            "sys/capabilities-self",
+            Some(json!({ "path": "transit/encrypt/k" })),
+        )
+        .await;
+    assert_eq!(v["capabilities"], json!(["root"]), "{v}");
+    policy(
+        &s,
+        "acme-enc",
+        r#"path "acme/transit/encrypt/*" { capabilities = ["update"] }
+           path "acme/sys/capabilities-self" { capabilities = ["update"] }"#,
+    )
+    .await;
+    let (t, _) = token(&s, json!({ "policies": ["acme-enc"] })).await;
+    let (st, v) = s
+        .raw(
+            "POST",
+            "sys/capabilities-self",
+            Some(&t),
+            Some(json!({ "path": "transit/encrypt/k" }).to_string().into_bytes()),
+            &[("X-Vault-Namespace", "acme")],
+        )
+        .await;
+    assert_eq!((st, v["capabilities"].clone()), (200, json!(["update"])), "{v}");
 }
 
 #[tokio::test]
