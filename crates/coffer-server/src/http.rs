@@ -191,11 +191,13 @@ async fn handle(
     // never come apart; it records its own outcome then.
     let task = tokio::spawn({
         let app = app.clone();
-        async move { audited(&app, req).await }
+        async move {
+            // The parsed request lives here until the handler ends, past a deadline too.
+            let _share = share;
+            audited(&app, req).await
+        }
     });
-    let answer = within(deadline, task).await;
-    drop(share);
-    match answer {
+    match within(deadline, task).await {
         Some(Ok(result)) => result,
         Some(Err(e)) => refuse(ApiError::Internal(format!("request handler failed: {e}"))).await,
         None => refuse(ApiError::Timeout(timeout)).await,
@@ -563,8 +565,6 @@ fn capability_for(op: Operation, creates: bool) -> Capability {
     }
 }
 
-/// Checks the caller's ACL. A token acts only in its own tenant; a root
-/// namespace token reaches into a tenant through paths prefixed with it.
 /// The path `caller`'s policies name `path` by in `req`'s tenant: as is in
 /// its own tenant, prefixed from the root namespace; `None` from another tenant.
 pub(crate) fn acl_path(caller: &Caller, req: &Request, path: &str) -> Option<String> {
@@ -577,6 +577,8 @@ pub(crate) fn acl_path(caller: &Caller, req: &Request, path: &str) -> Option<Str
     }
 }
 
+/// Checks the caller's ACL. A token acts only in its own tenant; a root
+/// namespace token reaches into a tenant through paths prefixed with it.
 fn authorize(caller: &Caller, req: &Request, cap: Capability) -> ApiResult<()> {
     let acl_path = acl_path(caller, req, &req.path).ok_or(ApiError::PermissionDenied)?;
     let caps = if req.op == Operation::List {
