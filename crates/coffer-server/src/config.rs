@@ -70,6 +70,11 @@ impl Default for Rotation {
     }
 }
 
+/// Entries a cache may be given (each is allocated when the cache is made).
+const MAX_CACHE: usize = 10_000_000;
+/// Longest scheduler interval, seconds: a day.
+const MAX_CHECK_INTERVAL: u64 = 86_400;
+
 /// `[cache]`: how much unwrapped key material stays in memory.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -284,6 +289,15 @@ impl Config {
     /// Checks what types cannot; `dev` allows plain HTTP off loopback.
     pub fn validate(&self, dev: bool) -> Result<(), String> {
         self.core_options()?;
+        // The caches are allocated up front; the interval is added to an instant by the timer.
+        if self.cache.keys > MAX_CACHE || self.cache.tenants > MAX_CACHE {
+            return Err(format!("cache.keys and cache.tenants must be at most {MAX_CACHE}"));
+        }
+        if !(1..=MAX_CHECK_INTERVAL).contains(&self.rotation.check_interval_secs) {
+            return Err(format!(
+                "rotation.check_interval_secs must be 1 to {MAX_CHECK_INTERVAL}"
+            ));
+        }
         let l = &self.listener;
         if l.tls_disable {
             if !l.address.ip().is_loopback() && !dev {
@@ -452,8 +466,13 @@ mod tests {
             "default_period.\"aes256-gcm96\" = \"18446744073709551615\"",
             "default_period.\"aes256-gcm96\" = \"876001h\"",
             "default_period.\"aes256-gcm96\" = \"10m\"",
+            "check_interval_secs = 0",
+            "check_interval_secs = 18446744073709551615",
         ] {
             assert!(Config::parse(&format!("{base}{bad}\n")).is_err(), "{bad}");
         }
+        let huge_cache = "[storage]\npath = \"/x\"\n[listener]\naddress = \"127.0.0.1:1\"\ntls_disable = true\n\
+                          [cache]\nkeys = 18446744073709551615\n";
+        assert!(Config::parse(huge_cache).is_err());
     }
 }

@@ -179,6 +179,8 @@ pub struct Core {
     pub(crate) acl_cache: RwLock<HashMap<String, Arc<Acl>>>,
     /// Bumped by every change to tokens or policies, before the caches are cleared.
     auth_generation: AtomicU64,
+    /// Bumped by every change to a tenant's row, before its cache entry is dropped.
+    ns_generation: AtomicU64,
 }
 
 /// Entries a cache may hold before it is emptied (bounded memory, simply).
@@ -305,6 +307,7 @@ impl Core {
             token_cache: RwLock::new(HashMap::new()),
             acl_cache: RwLock::new(HashMap::new()),
             auth_generation: AtomicU64::new(0),
+            ns_generation: AtomicU64::new(0),
         })
     }
 
@@ -482,7 +485,7 @@ impl Core {
             }
             None => None,
         };
-        self.auditor.set_unsealed(signer, Some(derive_audit_hmac_key(&root)));
+        let audit_hmac = derive_audit_hmac_key(&root);
         let tenants = Lru::new(self.options.tenant_cache);
         tenants.insert(ROOT_NS.to_owned(), self.load_tenant(&root, ROOT_NS).await?);
         let unsealed = Unsealed {
@@ -493,9 +496,13 @@ impl Core {
             epoch: self.seal_epoch.load(Ordering::SeqCst),
         };
         self.mac_unmarked_settings(&unsealed).await?;
+        self.apply_tenant_rotation_period().await?;
         *write(&self.mounts) = self.store.mounts().await?;
         self.keys.clear();
+        self.ns_generation.fetch_add(1, Ordering::SeqCst);
         self.namespaces.clear();
+        // Last, once nothing above can fail: a failed unseal leaves no audit key in memory.
+        self.auditor.set_unsealed(signer, Some(audit_hmac));
         *write(&self.unsealed) = Some(Arc::new(unsealed));
         Ok(())
     }
@@ -551,6 +558,7 @@ impl Core {
         *write(&self.unsealed) = None;
         self.seal_epoch.fetch_add(1, Ordering::SeqCst);
         self.keys.clear();
+        self.ns_generation.fetch_add(1, Ordering::SeqCst);
         self.namespaces.clear();
         write(&self.policies).clear();
         self.invalidate_auth();
@@ -658,6 +666,7 @@ impl Core {
         if let Some(n) = self.namespaces.get(&name.to_owned()) {
             return Ok(n);
         }
+        let seen = self.ns_generation.load(Ordering::SeqCst);
         let n = self.store.namespace(name).await?;
         // A shredded tenant's rows put back from a copy stay dead: its id has a tombstone.
         if let Some(row) = &n
@@ -670,7 +679,17 @@ impl Core {
             )));
         }
         self.namespaces.insert(name.to_owned(), n.clone());
+        // A change since the read (create, disable, shred): do not leave the old row cached.
+        if self.ns_generation.load(Ordering::SeqCst) != seen {
+            self.namespaces.remove(&name.to_owned());
+        }
         Ok(n)
+    }
+
+    /// Drops a tenant's cached row after a stored change (callers hold `write`).
+    pub(crate) fn forget_namespace(&self, name: &str) {
+        self.ns_generation.fetch_add(1, Ordering::SeqCst);
+        self.namespaces.remove(&name.to_owned());
     }
 
     /// The keyed hash under which a token id is stored.
@@ -716,6 +735,36 @@ fn settings_message(row: &TransitKeyRow) -> Vec<u8> {
 }
 
 impl Core {
+    /// Brings every tenant's next rotation in line with the configured period:
+    /// none when rotation is off, at most a period from now when it is on (so a
+    /// period turned on, or shortened, reaches tenants made before it).
+    async fn apply_tenant_rotation_period(&self) -> ApiResult<()> {
+        let now = self.now();
+        let latest = self.next_tenant_rotation(now);
+        let ops: Vec<Op> = self
+            .store
+            .namespaces()
+            .await?
+            .into_iter()
+            .filter_map(|n| {
+                let wanted = match (latest, n.next_rotation) {
+                    (None, _) => None,
+                    (Some(l), Some(t)) => Some(t.min(l)),
+                    (Some(l), None) => Some(l),
+                };
+                (wanted != n.next_rotation).then_some(Op::SetNamespaceRotation {
+                    name: n.name,
+                    next_rotation: wanted,
+                })
+            })
+            .collect();
+        if !ops.is_empty() {
+            let _w = self.write.lock().await;
+            self.store.apply(ops).await?;
+        }
+        Ok(())
+    }
+
     /// Once, on the first unseal after upgrading: MACs the settings of keys
     /// stored before they carried one. Afterwards a row without one is refused.
     async fn mac_unmarked_settings(&self, u: &Unsealed) -> ApiResult<()> {

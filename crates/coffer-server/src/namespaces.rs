@@ -132,7 +132,7 @@ async fn create(core: &Core, u: &Unsealed, name: &str) -> ApiResult<Reply> {
             }),
         ])
         .await?;
-    core.namespaces.remove(&name.to_owned());
+    core.forget_namespace(name);
     core.forget_tenant(u, name);
     Ok(Reply::Data(describe(&row)))
 }
@@ -150,7 +150,7 @@ async fn set_disabled(core: &Core, name: &str, disabled: bool) -> ApiResult<Repl
             disabled,
         }])
         .await?;
-    core.namespaces.remove(&name.to_owned());
+    core.forget_namespace(name);
     Ok(Reply::NoContent)
 }
 
@@ -168,8 +168,8 @@ async fn shred(core: &Core, u: &Unsealed, caller: &Caller, name: &str) -> ApiRes
         by_who: caller.token.accessor.clone(),
     };
     core.store.apply(vec![Op::ShredNamespace(tomb)]).await?;
-    core.store.scrub().await?;
-    core.namespaces.remove(&name.to_owned());
+    // The caches go first: a failed scrub must not leave the tenant usable on this node.
+    core.forget_namespace(name);
     core.forget_tenant(u, name);
     core.keys_changed();
     core.keys.retain(|id| id.namespace != name);
@@ -177,6 +177,7 @@ async fn shred(core: &Core, u: &Unsealed, caller: &Caller, name: &str) -> ApiRes
     core.invalidate_auth();
     crate::core::write(&core.policies).retain(|(ns, _), _| ns != name);
     tracing::warn!(tenant = name, by = %caller.token.accessor, "tenant shredded");
+    core.store.scrub().await?;
     Ok(Reply::NoContent)
 }
 
@@ -220,9 +221,10 @@ pub(crate) async fn rotate_tenant_key(core: &Core, u: &Unsealed, name: &str) -> 
         next_rotation: core.next_tenant_rotation(now),
     });
     core.store.apply(ops).await?;
-    core.store.scrub().await?;
+    // The caches go first: a failed scrub must not leave the old tenant key current here.
     core.forget_tenant(u, name);
-    core.namespaces.remove(&name.to_owned());
+    core.forget_namespace(name);
+    core.store.scrub().await?;
     Ok(v)
 }
 
@@ -256,7 +258,7 @@ pub(crate) async fn provision(core: &Core, u: &Unsealed, names: &[String]) -> Ap
             other => other.into(),
         })?;
         for name in chunk {
-            core.namespaces.remove(name);
+            core.forget_namespace(name);
         }
     }
     Ok(())

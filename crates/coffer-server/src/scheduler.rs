@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use coffer_core::keyring::KeyConfig;
 
-use crate::core::{Core, KeyId};
+use crate::core::{Core, KeyId, Unsealed};
 use crate::error::{ApiError, ApiResult};
 use crate::transit::{mutate, next_rotation, rotate_op};
 
@@ -22,6 +22,8 @@ const BATCH: u32 = 1000;
 /// Rotates every key and tenant key whose period has passed. A key is
 /// rotated once per period: the due check is repeated under the write lock
 /// on the stored state, so a second pass (or a second node) finds it not due.
+/// A seal stops the pass; an item that fails is logged and skipped, so one
+/// bad row does not hold back the rest.
 pub async fn rotate_due(core: &Core) -> ApiResult<Rotated> {
     let Ok(u) = core.unsealed() else {
         return Ok(Rotated::default());
@@ -29,33 +31,55 @@ pub async fn rotate_due(core: &Core) -> ApiResult<Rotated> {
     let now = core.now();
     let mut done = Rotated::default();
     for row in core.store.transit_keys_due(now, BATCH).await? {
+        if core.is_sealed() {
+            return Ok(done);
+        }
         let id = KeyId {
             namespace: row.namespace.clone(),
             mount: row.mount.clone(),
             name: row.name.clone(),
         };
-        let before: KeyConfig = serde_json::from_str(&row.config)
-            .map_err(|e| ApiError::Internal(format!("stored key {}: {e}", row.name)))?;
-        let mut rotated = false;
-        mutate(core, &u, &id, |ring, tenant, now| {
-            if ring.config.latest_version != before.latest_version || next_rotation(ring).is_none_or(|t| t > now) {
-                return Ok(Vec::new());
+        match rotate_key_if_due(core, &u, &id, &row.config).await {
+            Ok(true) => {
+                done.keys += 1;
+                tracing::info!(key = %row.name, tenant = %row.namespace, "rotated on schedule");
             }
-            rotated = true;
-            Ok(vec![rotate_op(&id, ring, tenant, now)?])
-        })
-        .await?;
-        if rotated {
-            done.keys += 1;
-            tracing::info!(key = %row.name, tenant = %row.namespace, "rotated on schedule");
+            Ok(false) => {}
+            Err(e) => tracing::error!(key = %row.name, tenant = %row.namespace, "scheduled rotation failed: {e}"),
         }
     }
     for n in core.store.namespaces_due(now, BATCH).await? {
-        crate::namespaces::rotate_tenant_key(core, &u, &n.name).await?;
-        done.tenants += 1;
-        tracing::info!(tenant = %n.name, "tenant key rotated on schedule");
+        if core.is_sealed() {
+            return Ok(done);
+        }
+        // A shredded tenant's rows put back from a copy are not worked on.
+        if core.store.is_tombstoned(&n.id).await? {
+            continue;
+        }
+        match crate::namespaces::rotate_tenant_key(core, &u, &n.name).await {
+            Ok(_) => {
+                done.tenants += 1;
+                tracing::info!(tenant = %n.name, "tenant key rotated on schedule");
+            }
+            Err(e) => tracing::error!(tenant = %n.name, "scheduled tenant key rotation failed: {e}"),
+        }
     }
     Ok(done)
+}
+
+async fn rotate_key_if_due(core: &Core, u: &Unsealed, id: &KeyId, stored: &str) -> ApiResult<bool> {
+    let before: KeyConfig =
+        serde_json::from_str(stored).map_err(|e| ApiError::Internal(format!("stored key {}: {e}", id.name)))?;
+    let mut rotated = false;
+    mutate(core, u, id, |ring, tenant, now| {
+        if ring.config.latest_version != before.latest_version || next_rotation(ring).is_none_or(|t| t > now) {
+            return Ok(Vec::new());
+        }
+        rotated = true;
+        Ok(vec![rotate_op(id, ring, tenant, now)?])
+    })
+    .await?;
+    Ok(rotated)
 }
 
 /// Revokes tokens that have expired, with their children (a child does not

@@ -12,6 +12,7 @@ use axum::extract::ConnectInfo;
 use axum::http::Request;
 use coffer_server::{Clock, Core, CoreOptions, Rotated, revoke_expired_tokens, rotate_due};
 use coffer_store::sqlite::SqliteStore;
+use coffer_store::{Op, Store};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -20,7 +21,8 @@ const HOUR: i64 = 3600;
 struct Env {
     core: Arc<Core>,
     clock: Clock,
-    _dir: tempfile::TempDir,
+    unseal_key: String,
+    dir: Arc<tempfile::TempDir>,
 }
 
 async fn env(options: CoreOptions) -> Env {
@@ -31,12 +33,31 @@ async fn env(options: CoreOptions) -> Env {
         .await
         .unwrap()
         .with_options(options);
-    coffer_server::dev_init(&core, Some("root")).await.unwrap();
+    let creds = coffer_server::dev_init(&core, Some("root")).await.unwrap();
     Env {
         core: Arc::new(core),
         clock,
-        _dir: dir,
+        unseal_key: creds.unseal_key_b64,
+        dir: Arc::new(dir),
     }
+}
+
+/// The same store under a new server with other options (a restart), unsealed.
+async fn restart(e: &Env, options: CoreOptions) -> Env {
+    let store = SqliteStore::open(e.dir.path()).await.unwrap();
+    let core = Core::open(Arc::new(store), e.clock.clone())
+        .await
+        .unwrap()
+        .with_options(options);
+    let e2 = Env {
+        core: Arc::new(core),
+        clock: e.clock.clone(),
+        unseal_key: e.unseal_key.clone(),
+        dir: e.dir.clone(),
+    };
+    let (st, v) = call(&e2, "PUT", "sys/unseal", None, json!({ "key": e.unseal_key })).await;
+    assert_eq!((st, v["sealed"].as_bool()), (200, Some(false)), "{v}");
+    e2
 }
 
 async fn call(e: &Env, method: &str, path: &str, ns: Option<&str>, body: Value) -> (u16, Value) {
@@ -180,6 +201,65 @@ async fn tenant_keys_rotate_and_rewrap_their_keys_online() {
         .0,
         200
     );
+}
+
+#[tokio::test]
+async fn one_failing_key_does_not_hold_back_the_others() {
+    // A cache of one: the first key is read back from the store when it is due.
+    let e = env(CoreOptions {
+        key_cache: 1,
+        ..Default::default()
+    })
+    .await;
+    let period = json!({ "auto_rotate_period": "24h" });
+    assert_eq!(
+        call(&e, "POST", "transit/keys/broken", None, period.clone()).await.0,
+        200
+    );
+    e.clock.set(1_800_000_000 + HOUR);
+    assert_eq!(call(&e, "POST", "transit/keys/fine", None, period).await.0, 200);
+    // The first key due fails: its stored settings no longer match their MAC.
+    let store = SqliteStore::open(e.dir.path()).await.unwrap();
+    let mut row = store.transit_key("", "transit", "broken").await.unwrap().unwrap();
+    row.next_rotation = row.next_rotation.map(|t| t - 1);
+    store.apply(vec![Op::UpdateTransitKey(row)]).await.unwrap();
+    e.clock.set(1_800_000_000 + 26 * HOUR);
+    let r = rotate_due(&e.core).await.unwrap();
+    assert_eq!(r.keys, 1, "the other key still rotates");
+    let (_, v) = call(&e, "GET", "transit/keys/fine", None, json!({})).await;
+    assert_eq!(v["data"]["latest_version"], 2);
+}
+
+#[tokio::test]
+async fn a_tenant_period_turned_on_reaches_tenants_made_before_it() {
+    let e = env(CoreOptions::default()).await;
+    assert_eq!(call(&e, "POST", "sys/namespaces/acme", None, json!({})).await.0, 200);
+    e.clock.set(1_800_000_000 + 400 * 24 * HOUR);
+    assert_eq!(rotate_due(&e.core).await.unwrap().tenants, 0, "rotation is off");
+    let month = 30 * 24 * 3600;
+    let e = restart(
+        &e,
+        CoreOptions {
+            tenant_rotation: month,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        rotate_due(&e.core).await.unwrap().tenants,
+        0,
+        "a period from now, not at once"
+    );
+    e.clock.set(1_800_000_000 + 431 * 24 * HOUR);
+    assert_eq!(
+        rotate_due(&e.core).await.unwrap().tenants,
+        2,
+        "the root tenant and acme"
+    );
+    // Turned off again: nothing is due any more.
+    let e = restart(&e, CoreOptions::default()).await;
+    e.clock.set(1_800_000_000 + 900 * 24 * HOUR);
+    assert_eq!(rotate_due(&e.core).await.unwrap().tenants, 0);
 }
 
 #[tokio::test]

@@ -135,15 +135,14 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
                 .await?;
         }
         Op::PutTenantKey(t) => {
-            sqlx::query(
-                "INSERT OR REPLACE INTO tenant_keys (namespace, version, created, wrapped) VALUES (?, ?, ?, ?)",
-            )
-            .bind(t.namespace)
-            .bind(i64::from(t.version))
-            .bind(t.created)
-            .bind(t.wrapped)
-            .execute(&mut **tx)
-            .await?;
+            sqlx::query("INSERT INTO tenant_keys (namespace, version, created, wrapped) VALUES (?, ?, ?, ?)")
+                .bind(t.namespace)
+                .bind(i64::from(t.version))
+                .bind(t.created)
+                .bind(t.wrapped)
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| conflict(e, "tenant key version"))?;
         }
         Op::InsertMount(m) => {
             sqlx::query(
@@ -349,13 +348,16 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
             ] {
                 sqlx::query(sql).bind(&t.name).execute(&mut **tx).await?;
             }
-            sqlx::query("INSERT INTO tombstones (name, id, shredded, by_who) VALUES (?, ?, ?, ?)")
-                .bind(t.name)
-                .bind(t.id)
-                .bind(t.shredded)
-                .bind(t.by_who)
-                .execute(&mut **tx)
-                .await?;
+            // A tenant restored from a copy and shredded again keeps its first tombstone.
+            sqlx::query(
+                "INSERT INTO tombstones (name, id, shredded, by_who) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(t.name)
+            .bind(t.id)
+            .bind(t.shredded)
+            .bind(t.by_who)
+            .execute(&mut **tx)
+            .await?;
         }
         Op::DeleteTenantKeysBelow { namespace, below } => {
             sqlx::query("DELETE FROM tenant_keys WHERE namespace = ? AND version < ?")

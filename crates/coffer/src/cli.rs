@@ -109,22 +109,27 @@ pub(crate) enum ClientCommand {
 #[derive(Subcommand)]
 pub(crate) enum Tenant {
     Create {
+        #[arg(value_parser = segment)]
         name: String,
     },
     List,
     /// Refuse every operation in the tenant until enabled again.
     Disable {
+        #[arg(value_parser = segment)]
         name: String,
     },
     Enable {
+        #[arg(value_parser = segment)]
         name: String,
     },
     /// New tenant key; every key of the tenant is rewrapped under it.
     Rotate {
+        #[arg(value_parser = segment)]
         name: String,
     },
     /// IRREVERSIBLE: destroy the tenant's keys, so every ciphertext of it is unrecoverable forever.
     Shred {
+        #[arg(value_parser = segment)]
         name: String,
         /// Skip the confirmation prompt.
         #[arg(long)]
@@ -134,7 +139,7 @@ pub(crate) enum Tenant {
 
 #[derive(Subcommand)]
 pub(crate) enum Audit {
-    /// Verify the trail offline, straight from the store the config names (exit 0 intact, 1 tampered).
+    /// Verify the trail offline, straight from the store the config names (exit 0 intact, 1 tampered, 2 cannot verify).
     Verify {
         #[arg(long)]
         config: PathBuf,
@@ -191,31 +196,35 @@ pub(crate) enum Operator {
 #[derive(Subcommand)]
 pub(crate) enum Key {
     Create {
+        #[arg(value_parser = segment)]
         name: String,
         #[arg(long = "type", default_value = "aes256-gcm96")]
         key_type: String,
-        #[arg(long, default_value = "transit")]
+        #[arg(long, default_value = "transit", value_parser = mount_path)]
         mount: String,
     },
     List {
-        #[arg(long, default_value = "transit")]
+        #[arg(long, default_value = "transit", value_parser = mount_path)]
         mount: String,
         /// Only keys past their rotation deadline.
         #[arg(long)]
         overdue: bool,
     },
     Read {
+        #[arg(value_parser = segment)]
         name: String,
-        #[arg(long, default_value = "transit")]
+        #[arg(long, default_value = "transit", value_parser = mount_path)]
         mount: String,
     },
     Rotate {
+        #[arg(value_parser = segment)]
         name: String,
-        #[arg(long, default_value = "transit")]
+        #[arg(long, default_value = "transit", value_parser = mount_path)]
         mount: String,
     },
     /// Change a key's settings.
     Config {
+        #[arg(value_parser = segment)]
         name: String,
         #[arg(long)]
         min_decryption_version: Option<u32>,
@@ -226,13 +235,14 @@ pub(crate) enum Key {
         /// e.g. 2160h; 0 disables.
         #[arg(long)]
         auto_rotate_period: Option<String>,
-        #[arg(long, default_value = "transit")]
+        #[arg(long, default_value = "transit", value_parser = mount_path)]
         mount: String,
     },
     /// Delete a key (only if its config allows deletion).
     Delete {
+        #[arg(value_parser = segment)]
         name: String,
-        #[arg(long, default_value = "transit")]
+        #[arg(long, default_value = "transit", value_parser = mount_path)]
         mount: String,
     },
 }
@@ -503,6 +513,30 @@ pub(crate) async fn run(conn: Conn, cmd: ClientCommand) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// A tenant or key name: one path segment, so it cannot turn into another
+/// request (`acme/disable`, `k/rotate`, `..`, a query).
+fn segment(s: &str) -> Result<String, String> {
+    let bad = s.is_empty()
+        || s == "."
+        || s == ".."
+        || s.chars()
+            .any(|c| matches!(c, '/' | '?' | '#' | '%' | '\\') || c.is_whitespace() || c.is_control());
+    if bad {
+        return Err(format!(
+            "{s:?} is not a valid name: no '/', '?', '#', '%', spaces, '.' or '..'"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// A mount path: segments as [`segment`] allows, joined by '/'.
+fn mount_path(s: &str) -> Result<String, String> {
+    s.trim_end_matches('/')
+        .split('/')
+        .try_for_each(|part| segment(part).map(drop))?;
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
 /// The records listed in a response's `data.{field}`.
 fn records(v: &Option<Value>, field: &str) -> Vec<Value> {
     v.as_ref()
@@ -513,8 +547,18 @@ fn records(v: &Option<Value>, field: &str) -> Vec<Value> {
 async fn audit(conn: &Conn, c: &Client, cmd: Audit) -> anyhow::Result<ExitCode> {
     match cmd {
         Audit::Verify { config, verify_key } => {
-            let cfg = coffer_server::Config::load(&config)?;
-            let report = coffer_server::verify_audit_offline(&cfg, verify_key.as_deref()).await?;
+            // Exit 2 when the trail could not be checked at all, so 1 always means tampered.
+            let checked = async {
+                let cfg = coffer_server::Config::load(&config)?;
+                anyhow::Ok(coffer_server::verify_audit_offline(&cfg, verify_key.as_deref()).await?)
+            };
+            let report = match checked.await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("Error: cannot verify the audit trail: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             let intact = report["intact"].as_bool().unwrap_or(false);
             if conn.format == Format::Json {
                 println!("{report}");

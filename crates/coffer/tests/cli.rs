@@ -32,6 +32,41 @@ fn ok(o: &Output) -> String {
 }
 
 #[test]
+fn names_that_would_change_the_request_are_refused() {
+    let s = Server::dev();
+    assert!(coffer(&s, &["tenant", "create", "acme"], b"").status.success());
+    for args in [
+        &["tenant", "create", "acme/disable"][..],
+        &["tenant", "rotate", ".."],
+        &["key", "create", "k/rotate"],
+        &["key", "delete", "k?x=1"],
+        &["key", "read", "k", "--mount", "transit/../sys"],
+    ] {
+        let o = coffer(&s, args, b"");
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("not a valid name"),
+            "{args:?}"
+        );
+    }
+    // acme was not disabled by the first one.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_, v) = rt.block_on(s.call("GET", "sys/namespaces/acme", Some("root"), None));
+    assert_eq!(v["data"]["disabled"], false, "{v}");
+}
+
+#[test]
+fn audit_verify_that_cannot_run_exits_2_not_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(bin())
+        .args(["audit", "verify", "--config"])
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
 fn encrypt_decrypt_keys_tokens_policies() {
     let s = Server::dev();
     let ct = ok(&coffer(&s, &["encrypt", "orders", "--aad", "row=1"], b"card 4111\n"));

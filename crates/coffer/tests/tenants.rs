@@ -426,6 +426,13 @@ async fn a_shredded_tenant_restored_from_a_copy_stays_dead() {
     .await;
     assert_eq!(st, 500, "the tombstone refuses the restored rows: {v}");
     assert_eq!(errors(&v), "internal error");
+    // They can be shredded again (the first tombstone stays).
+    assert_eq!(
+        s.call("DELETE", "sys/namespaces/globex", Some(&root), None).await.0,
+        204
+    );
+    let (_, v) = s.call("LIST", "sys/namespaces/tombstones", Some(&root), None).await;
+    assert_eq!(v["data"]["tombstones"].as_array().map(Vec::len), Some(1), "{v}");
 }
 
 #[tokio::test]
