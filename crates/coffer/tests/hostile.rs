@@ -357,6 +357,17 @@ fn corpus(ct: &str, reader_accessor: &str) -> Vec<Case> {
         ("sys/init", json!({ "secret_shares": "x" })),
         ("sys/capabilities-self", json!({})),
         ("sys/capabilities-self", json!({ "paths": 5 })),
+        ("transit/random/0", json!({})),
+        ("transit/random/131073", json!({})),
+        ("transit/random/99999999999999999999999", json!({})),
+        ("transit/random/lava/32", json!({})),
+        ("transit/random", json!({ "bytes": -1 })),
+        ("transit/random", json!({ "bytes": "many" })),
+        ("transit/random", json!({ "format": "octal" })),
+        ("transit/hash", json!({})),
+        ("transit/hash", json!({ "input": "!!" })),
+        ("transit/hash/md5", json!({ "input": "eA==" })),
+        ("transit/hash", json!({ "input": "eA==", "format": "raw" })),
     ] {
         c.push(post(path, bad, 400));
     }
