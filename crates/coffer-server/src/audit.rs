@@ -67,6 +67,8 @@ enum Msg {
     Record(Job),
     /// Sign the records not yet under a checkpoint, then answer.
     Flush(oneshot::Sender<()>),
+    /// Answer whether the file sink can be written now.
+    Probe(oneshot::Sender<Result<(), String>>),
 }
 
 /// Key material the writer uses; the signer and HMAC key only while unsealed.
@@ -202,6 +204,22 @@ impl Auditor {
         let (done, wait) = oneshot::channel();
         if tx.try_send(Msg::Flush(done)).is_ok() {
             let _ = tokio::time::timeout(self.deadline, wait).await;
+        }
+    }
+
+    /// Whether the trail can take records now (its file sink opens and syncs).
+    /// `sys/init` asks first: its own record can only be written after it has
+    /// made the keys, and a refusal then would lose the unseal shares.
+    pub(crate) async fn probe(&self) -> Result<(), AuditError> {
+        let Some(tx) = &self.tx else { return Ok(()) };
+        let (done, answer) = oneshot::channel();
+        tx.try_send(Msg::Probe(done))
+            .map_err(|_| AuditError::Unavailable("the audit writer is not taking requests".into()))?;
+        match tokio::time::timeout(self.deadline, answer).await {
+            Ok(Ok(r)) => r.map_err(AuditError::Unavailable),
+            _ => Err(AuditError::Unavailable(
+                "the audit writer did not answer in time".into(),
+            )),
         }
     }
 
@@ -355,6 +373,11 @@ impl FileSink {
         }
     }
 
+    /// Opens the file and writes what is pending (perhaps nothing), synced.
+    fn write_pending(&mut self) -> Result<(), String> {
+        self.write("")
+    }
+
     /// Blocks the writer thread; if it never returns, requests still fail at their deadline.
     fn write(&mut self, lines: &str) -> Result<(), String> {
         use std::io::Write;
@@ -381,7 +404,12 @@ impl FileSink {
                     .map_err(|e| format!("{}: {e}", path.display()))?,
             ),
         };
-        if let Err(e) = f.write_all(self.pending.as_bytes()).and_then(|_| f.sync_data()) {
+        // A pipe or a character device cannot be synced (EINVAL); what was written is delivered.
+        let synced = |f: &std::fs::File| match f.sync_data() {
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+            other => other,
+        };
+        if let Err(e) = f.write_all(self.pending.as_bytes()).and_then(|_| synced(f)) {
             self.file = None;
             self.torn = true;
             return Err(format!("{}: {e}", self.path.display()));
@@ -430,6 +458,9 @@ impl Writer {
                 match m {
                     Msg::Record(j) => jobs.push(j),
                     Msg::Flush(done) => flushes.push(done),
+                    Msg::Probe(done) => {
+                        let _ = done.send(self.sink.as_mut().map_or(Ok(()), FileSink::write_pending));
+                    }
                 }
                 next = if jobs.len() < MAX_BATCH {
                     rx.try_recv().ok()

@@ -102,6 +102,13 @@ fn health(core: &Core, req: &Request) -> ApiResult<Reply> {
 
 async fn init(core: &Core, req: &Request) -> ApiResult<Reply> {
     let p = &req.params;
+    // Before anything is made: a trail that cannot take init's record would cost its shares.
+    if !core.is_initialized() {
+        core.auditor
+            .probe()
+            .await
+            .map_err(|e| ApiError::AuditUnavailable(e.to_string()))?;
+    }
     if p.str("pgp_keys")?.is_some() || p.str("root_token_pgp_key")?.is_some_and(|k| !k.is_empty()) {
         return Err(ApiError::bad("PGP-encrypted shares are not supported"));
     }

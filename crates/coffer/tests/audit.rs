@@ -288,11 +288,17 @@ async fn a_failing_or_stuck_sink_fails_requests_within_the_deadline() {
     assert_eq!(s.call("GET", "sys/health", None, None).await.0, 501);
     let init = json!({ "secret_shares": 1, "secret_threshold": 1 });
     let (st, v) = s.call("PUT", "sys/init", None, Some(init.clone())).await;
-    assert_eq!(st, 503, "the init record cannot be written: {v}");
-    // Once the sink can be written again, requests succeed and the file has every row, in order.
+    assert_eq!(st, 503, "the init record could not be written: {v}");
+    // Refused before anything was made: no shares were lost.
+    let (_, v) = s.call("GET", "sys/init", None, None).await;
+    assert_eq!(v["initialized"], false, "{v}");
+    // Once the sink can be written, init goes through and the file has every row, in order.
     std::fs::create_dir(&sink_dir).unwrap();
-    let (st, v) = s.call("GET", "sys/init", None, None).await;
-    assert_eq!(st, 200, "the trail recovers with its sink: {v}");
+    let (st, v) = s.call("PUT", "sys/init", None, Some(init.clone())).await;
+    assert_eq!(st, 200, "{v}");
+    let key = v["keys"][0].as_str().unwrap().to_owned();
+    let (st, v) = s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+    assert_eq!(st, 200, "{v}");
     let lines = std::fs::read_to_string(&sink).unwrap();
     let seqs: Vec<u64> = lines
         .lines()
@@ -326,6 +332,81 @@ async fn a_failing_or_stuck_sink_fails_requests_within_the_deadline() {
     );
     // Health checks keep answering while the trail is stuck.
     assert!(matches!(s.call("GET", "sys/health", None, None).await.0, 200 | 503));
+}
+
+/// Reads a FIFO into `into` until the writer closes it, or, once `stop` is
+/// set, right after the next read: then the sink's next write fails (EPIPE).
+fn fifo_reader(
+    fifo: std::path::PathBuf,
+    into: std::sync::Arc<std::sync::Mutex<String>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(fifo).unwrap();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_sink_that_fails_and_comes_back_leaves_no_gap_and_no_wedge() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fifo = dir.path().join("sink.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let received = Arc::new(Mutex::new(String::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let first = fifo_reader(fifo.clone(), received.clone(), stop.clone());
+    let s = Server::with_config_extra(
+        &data,
+        &format!("[audit]\ndeadline_ms = 1500\nfile = {:?}\n", fifo.display().to_string()),
+    );
+    let (_, root) = init_unseal(&s).await;
+    let encrypt = || {
+        s.call(
+            "POST",
+            "transit/encrypt/k",
+            Some(&root),
+            Some(json!({ "plaintext": b64(b"x") })),
+        )
+    };
+    assert_eq!(encrypt().await.0, 200);
+    // The reader goes away after the next line.
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(encrypt().await.0, 200);
+    first.join().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (st, v) = encrypt().await;
+    assert_eq!(st, 503, "the sink cannot be written: fail closed: {v}");
+    // A reader again: the trail takes requests (it used to refuse them until restart).
+    stop.store(false, Ordering::SeqCst);
+    let second = fifo_reader(fifo.clone(), received.clone(), stop.clone());
+    let (st, v) = encrypt().await;
+    assert_eq!(st, 200, "{v}");
+    s.stop();
+    second.join().unwrap();
+    let lines = received.lock().unwrap().clone();
+    let seqs: Vec<u64> = lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["seq"].as_u64())
+        .collect();
+    assert!(seqs.len() >= 6, "{lines}");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "every row, once, in order: {lines}"
+    );
 }
 
 #[tokio::test]
