@@ -237,6 +237,7 @@ fn transit_path(mount: &str, op: &str, key: &str) -> Result<String> {
             || s.chars()
                 .any(|c| matches!(c, '?' | '#' | '%' | '\\') || c.is_whitespace() || c.is_control())
     };
+    let mount = mount.trim_matches('/');
     if mount.split('/').any(bad_segment) {
         return Err(ClientError::Protocol(format!("invalid mount path {mount:?}")));
     }
@@ -254,6 +255,10 @@ mod tests {
     fn names_cannot_change_the_path() {
         assert_eq!(
             transit_path("transit", "encrypt", "orders").unwrap(),
+            "transit/encrypt/orders"
+        );
+        assert_eq!(
+            transit_path("/transit/", "encrypt", "orders").unwrap(),
             "transit/encrypt/orders"
         );
         assert_eq!(

@@ -381,13 +381,10 @@ impl FileSink {
     /// Blocks the writer thread; if it never returns, requests still fail at their deadline.
     fn write(&mut self, lines: &str) -> Result<(), String> {
         use std::io::Write;
-        if self.torn && self.pending.is_empty() {
-            self.pending.push('\n');
-        }
         if self.pending.len() + lines.len() > SINK_PENDING_MAX {
             let dropped = self.pending.lines().filter(|l| !l.is_empty()).count() + lines.lines().count();
             self.pending = format!(
-                "\n{}\n",
+                "{}\n",
                 json!({ "sink_gap": dropped, "note": "lines this file could not take; audit.db holds every row" })
             );
         } else {
@@ -404,14 +401,38 @@ impl FileSink {
                     .map_err(|e| format!("{}: {e}", path.display()))?,
             ),
         };
-        // A pipe or a character device cannot be synced (EINVAL); what was written is delivered.
-        let synced = |f: &std::fs::File| match f.sync_data() {
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
-            other => other,
+        // After a cut mid-line the next write starts on a fresh line; the fragment stays malformed.
+        let mut out = Vec::with_capacity(self.pending.len() + 1);
+        if self.torn {
+            out.push(b'\n');
+        }
+        let head = out.len();
+        out.extend_from_slice(self.pending.as_bytes());
+        let mut written = 0;
+        let result = loop {
+            if written == out.len() {
+                // A pipe or a character device cannot be synced (EINVAL); what was written is delivered.
+                break match f.sync_data() {
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+                    other => other,
+                };
+            }
+            match f.write(&out[written..]) {
+                Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
         };
-        if let Err(e) = f.write_all(self.pending.as_bytes()).and_then(|_| synced(f)) {
+        if let Err(e) = result {
             self.file = None;
-            self.torn = true;
+            if written > 0 {
+                // Whole lines written are not written again; a line cut short is, in full.
+                let done = &self.pending.as_bytes()[..written.saturating_sub(head).min(self.pending.len())];
+                let whole = done.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                self.torn = done.len() > whole;
+                self.pending.drain(..whole);
+            }
             return Err(format!("{}: {e}", self.path.display()));
         }
         self.pending.clear();

@@ -98,6 +98,8 @@ pub(crate) fn parse_time(s: &str) -> Option<i64> {
 
 /// Records one export call returns unless asked for fewer; the client pages with `after`.
 const EXPORT_DEFAULT: u64 = 10_000;
+/// A page also ends once its records reach this size as JSON.
+const EXPORT_PAGE_BYTES: usize = 8 << 20;
 
 /// What `export` and `alerts` ask for: records after `after`, newer than
 /// `since`, of one kind, at most `limit` of them.
@@ -134,6 +136,7 @@ async fn scan(core: &Core, u: &Unsealed, q: &Scan<'_>) -> ApiResult<ScanPage> {
     let sessions = s.sessions().await?;
     let mut reader = core.audit_reader(u).await?;
     let mut out = Vec::new();
+    let mut bytes = 0usize;
     let mut after = q.after;
     loop {
         let rows = s.records_after(after, PAGE).await?;
@@ -153,8 +156,10 @@ async fn scan(core: &Core, u: &Unsealed, q: &Scan<'_>) -> ApiResult<ScanPage> {
                 .kind
                 .is_none_or(|k| rec.get("kind").and_then(Value::as_str) == Some(k));
             if unreadable || (recent && matches) {
+                bytes += rec.to_string().len();
                 out.push(rec);
-                if out.len() == q.limit {
+                // A page ends at its count or its size, whichever comes first (batch records are large).
+                if out.len() == q.limit || bytes >= EXPORT_PAGE_BYTES {
                     return Ok(ScanPage {
                         records: out,
                         next_after: Some(after),

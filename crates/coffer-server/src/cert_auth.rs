@@ -184,7 +184,7 @@ pub(crate) async fn caller(core: &Core, req: &Request) -> ApiResult<Caller> {
     let acl = acl_for(core, &role.tenant, &policies).await?;
     let token = TokenRow {
         // Per certificate, so the rate limit counts each service on its own.
-        accessor: cert_key(&role.name, &who.serial),
+        accessor: cert_key(&role.tenant, &role.name, &who.serial),
         hash: Vec::new(),
         namespace: role.tenant.clone(),
         parent: None,
@@ -209,8 +209,9 @@ pub(crate) async fn caller(core: &Core, req: &Request) -> ApiResult<Caller> {
 
 /// The identity of a certificate under a role: the rate limit's bucket for
 /// its token-less requests, its logins and the tokens those logins made.
-fn cert_key(role: &str, serial: &str) -> String {
-    format!("cert:{role}:{serial}")
+fn cert_key(tenant: &str, role: &str, serial: &str) -> String {
+    // The tenant too: another tenant's admin may name a role alike and pin a certificate with the same serial.
+    format!("cert:{tenant}:{role}:{serial}")
 }
 
 /// The rate limit's bucket for a caller: its certificate's, for tokens from
@@ -220,7 +221,7 @@ pub(crate) fn rate_key(token: &TokenRow) -> std::borrow::Cow<'_, str> {
     let meta: serde_json::Map<String, Value> = serde_json::from_str(&token.meta).unwrap_or_default();
     match (meta.get("cert_name"), meta.get("serial_number")) {
         (Some(Value::String(role)), Some(Value::String(serial))) if token.display_name.starts_with("cert-") => {
-            cert_key(role, serial).into()
+            cert_key(&token.namespace, role, serial).into()
         }
         _ => token.accessor.as_str().into(),
     }
@@ -236,7 +237,7 @@ pub(crate) async fn login(core: &Core, u: &Unsealed, req: &Request, limiter: &Ra
     let only = req.params.str("name")?.filter(|n| !n.is_empty());
     let role = matching_role(core, &req.namespace, &who, only).await?;
     limiter
-        .check(&cert_key(&role.name, &who.serial))
+        .check(&cert_key(&role.tenant, &role.name, &who.serial))
         .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let policies = token_policies(&role);
     let ttl = if role.ttl > 0 {

@@ -339,9 +339,9 @@ impl Config {
         if lim.rate_limit_burst == Some(0) {
             return Err("limits.rate_limit_burst must be at least 1".into());
         }
-        // A body being read may briefly take twice its size.
-        if lim.max_inflight_bytes / 2 < lim.max_request_bytes {
-            return Err("limits.max_inflight_bytes must be at least twice limits.max_request_bytes".into());
+        // A body being read may briefly take three times its size, and its parsed JSON more.
+        if lim.max_inflight_bytes / 4 < lim.max_request_bytes {
+            return Err("limits.max_inflight_bytes must be at least 4 times limits.max_request_bytes".into());
         }
         if lim.max_connections == 0 {
             return Err("limits.max_connections must be at least 1".into());

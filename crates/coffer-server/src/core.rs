@@ -686,6 +686,12 @@ impl Core {
         Ok(n)
     }
 
+    /// Whether `u` is still the key material in use: no seal since it was taken
+    /// (a seal and a new unseal in between count as a seal).
+    pub(crate) fn still_unsealed(&self, u: &Unsealed) -> bool {
+        !self.is_sealed() && self.seal_epoch.load(Ordering::SeqCst) == u.epoch
+    }
+
     /// Drops a tenant's cached row after a stored change (callers hold `write`).
     pub(crate) fn forget_namespace(&self, name: &str) {
         self.ns_generation.fetch_add(1, Ordering::SeqCst);

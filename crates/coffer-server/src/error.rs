@@ -35,6 +35,8 @@ pub enum ApiError {
     TooManyValues { limit: usize },
     #[error("the server holds too much request data right now (limits.max_inflight_bytes); retry shortly")]
     Busy,
+    #[error("the request needs more memory than limits.max_inflight_bytes ({limit} bytes) allows")]
+    OverBudget { limit: usize },
     #[error("request did not complete within {0:?} (limits.request_timeout)")]
     Timeout(std::time::Duration),
     /// The audit record could not be made durable in time: fail closed.
@@ -60,7 +62,9 @@ impl ApiError {
             ApiError::Sealed | ApiError::Timeout(_) | ApiError::AuditUnavailable(_) | ApiError::Busy => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::PayloadTooLarge { .. } | ApiError::TooManyValues { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooManyValues { .. } | ApiError::OverBudget { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) | ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -159,7 +159,7 @@ async fn handle(
     };
     // Parsed JSON takes several times its text: bound the values before parsing, and hold room for them.
     let values = json_values_bound(&body);
-    let most = app.limits.max_batch_items.saturating_mul(8).max(MIN_JSON_VALUES);
+    let most = app.limits.max_batch_items.saturating_mul(16).max(MIN_JSON_VALUES);
     if values > most {
         return refuse(ApiError::TooManyValues { limit: most }).await;
     }

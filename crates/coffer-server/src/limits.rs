@@ -13,17 +13,24 @@ use crate::core::lock;
 use crate::error::{ApiError, ApiResult};
 
 /// Request bodies and the JSON parsed from them, counted in KiB across all requests.
-pub(crate) struct Budget(Arc<Semaphore>);
+pub(crate) struct Budget {
+    semaphore: Arc<Semaphore>,
+    total: usize,
+}
 
 impl Budget {
     pub(crate) fn new(limits: &Limits) -> Self {
-        Budget(Arc::new(Semaphore::new(kib(limits.max_inflight_bytes))))
+        Budget {
+            semaphore: Arc::new(Semaphore::new(kib(limits.max_inflight_bytes))),
+            total: limits.max_inflight_bytes,
+        }
     }
 
     /// An empty share, grown with [`Share::cover`].
     pub(crate) fn share(&self) -> Share {
         Share {
-            budget: self.0.clone(),
+            budget: self.semaphore.clone(),
+            total: self.total,
             permit: None,
         }
     }
@@ -32,12 +39,17 @@ impl Budget {
 /// What one request holds of the budget; given back when dropped.
 pub(crate) struct Share {
     budget: Arc<Semaphore>,
+    total: usize,
     permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Share {
-    /// Holds enough for `bytes` in all; `Busy` if the budget has no room now.
+    /// Holds enough for `bytes` in all; `Busy` if the budget has no room now,
+    /// 413 if it never could (a retry would not help).
     pub(crate) fn cover(&mut self, bytes: usize) -> ApiResult<()> {
+        if bytes > self.total {
+            return Err(ApiError::OverBudget { limit: self.total });
+        }
         let held = self.permit.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
         let more = kib(bytes).saturating_sub(held);
         if more == 0 {
@@ -143,6 +155,10 @@ mod tests {
         assert!(matches!(two.cover(4 * 1024 + 1), Err(ApiError::Busy)), "10 KiB in all");
         drop(one);
         two.cover(10 * 1024).unwrap();
+        assert!(
+            matches!(b.share().cover(10 * 1024 + 1), Err(ApiError::OverBudget { .. })),
+            "never fits"
+        );
     }
 
     fn limiter(rate: f64, burst: Option<u32>) -> RateLimiter {

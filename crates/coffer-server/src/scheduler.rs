@@ -31,7 +31,7 @@ pub async fn rotate_due(core: &Core) -> ApiResult<Rotated> {
     let now = core.now();
     let mut done = Rotated::default();
     for row in core.store.transit_keys_due(now, BATCH).await? {
-        if core.is_sealed() {
+        if !core.still_unsealed(&u) {
             return Ok(done);
         }
         let id = KeyId {
@@ -49,7 +49,7 @@ pub async fn rotate_due(core: &Core) -> ApiResult<Rotated> {
         }
     }
     for n in core.store.namespaces_due(now, BATCH).await? {
-        if core.is_sealed() {
+        if !core.still_unsealed(&u) {
             return Ok(done);
         }
         // A shredded tenant's rows put back from a copy are not worked on.

@@ -531,10 +531,9 @@ fn segment(s: &str) -> Result<String, String> {
 
 /// A mount path: segments as [`segment`] allows, joined by '/'.
 fn mount_path(s: &str) -> Result<String, String> {
-    s.trim_end_matches('/')
-        .split('/')
-        .try_for_each(|part| segment(part).map(drop))?;
-    Ok(s.trim_end_matches('/').to_owned())
+    let s = s.trim_matches('/');
+    s.split('/').try_for_each(|part| segment(part).map(drop))?;
+    Ok(s.to_owned())
 }
 
 /// The records listed in a response's `data.{field}`.
