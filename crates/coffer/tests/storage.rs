@@ -8,7 +8,7 @@ use std::path::Path;
 
 use coffer_store::sqlite::{DB_FILE, SqliteStore};
 use coffer_store::{Op, Store};
-use common::{Server, b64, errors};
+use common::{Server, b64, errors, init_unseal};
 use serde_json::json;
 use sqlx::Connection;
 
@@ -29,19 +29,7 @@ async fn a_wrapped_key_copied_into_another_row_does_not_unwrap() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let s = Server::with_config(&data);
-    let (_, v) = s
-        .call(
-            "PUT",
-            "sys/init",
-            None,
-            Some(json!({ "secret_shares": 1, "secret_threshold": 1 })),
-        )
-        .await;
-    let (key, root) = (
-        v["keys"][0].as_str().unwrap().to_owned(),
-        v["root_token"].as_str().unwrap().to_owned(),
-    );
-    s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+    let (key, root) = init_unseal(&s).await;
     for name in ["alice", "mallory"] {
         let (st, _) = s.call("POST", &format!("transit/keys/{name}"), Some(&root), None).await;
         assert_eq!(st, 200);
@@ -103,19 +91,7 @@ async fn edited_key_settings_are_refused_and_old_rows_get_their_mac_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let s = Server::with_config(&data);
-    let (_, v) = s
-        .call(
-            "PUT",
-            "sys/init",
-            None,
-            Some(json!({ "secret_shares": 1, "secret_threshold": 1 })),
-        )
-        .await;
-    let (key, root) = (
-        v["keys"][0].as_str().unwrap().to_owned(),
-        v["root_token"].as_str().unwrap().to_owned(),
-    );
-    s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+    let (key, root) = init_unseal(&s).await;
     let encrypt = |name: &str| json!({ "plaintext": b64(format!("for {name}").as_bytes()) });
     let mut cts = Vec::new();
     for name in ["k", "other"] {
