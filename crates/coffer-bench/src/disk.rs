@@ -48,3 +48,19 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }
+
+/// The file system type of `dir` (`stat -f`), e.g. "ext2/ext3" or "tmpfs".
+pub(crate) fn fs_type(dir: &Path) -> Option<String> {
+    let out = std::process::Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(dir)
+        .output()
+        .ok()?;
+    let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !t.is_empty()).then_some(t)
+}
+
+/// File systems whose fsync writes nothing durable: Coffer's audit would look free there.
+pub(crate) fn is_volatile(fs: &str) -> bool {
+    matches!(fs, "tmpfs" | "ramfs")
+}

@@ -231,6 +231,8 @@ pub(crate) struct RunInfo {
     pub(crate) sweep: Vec<usize>,
     /// 4 KiB write + fdatasync in the work directory, (p50, p90) µs, before and after the scenarios.
     pub(crate) disk: [Option<(f64, f64)>; 2],
+    /// The work directory's file system type.
+    pub(crate) fs: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -261,6 +263,10 @@ async fn run(args: &Args) -> anyhow::Result<String> {
         args.scenarios.clone()
     };
     let work = tempfile::Builder::new().prefix("coffer-bench-").tempdir()?;
+    let fs = disk::fs_type(work.path());
+    if let Some(f) = fs.as_deref().filter(|f| disk::is_volatile(f)) {
+        eprintln!("WARNING: the work directory is on {f}: fsync costs nothing there; set TMPDIR to a disk");
+    }
     let disk_before = disk::sync_latency(work.path()).ok();
     let mut targets: Vec<Target> = Vec::new();
     if args.only != Some(Only::Openbao) {
@@ -316,6 +322,7 @@ async fn run(args: &Args) -> anyhow::Result<String> {
         rounds: args.rounds,
         sweep: sweep_levels(args),
         disk: [disk_before, disk_after],
+        fs,
     };
     Ok(report::render(&info, &scenarios, &results))
 }
@@ -326,6 +333,9 @@ struct Mark {
     scenario: Scenario,
     before: Option<u64>,
     after: Option<u64>,
+    /// Coffer's audit.db size in bytes at each mark.
+    db_before: Option<u64>,
+    db_after: Option<u64>,
     /// Requests sent in between (the probe, warm-up and measured ones).
     requests: u64,
 }
@@ -359,13 +369,16 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
     for &s in scenarios {
         let mut befores = Vec::new();
         for t in targets.iter() {
-            befores.push(t.audit_mark().await?);
+            befores.push((t.audit_mark().await?, t.audit_db_bytes()?));
         }
         let mut requests = vec![0u64; targets.len()];
         let mut refused: Vec<Option<String>> = vec![None; targets.len()];
         let mut rounds: Vec<Vec<Measured>> = vec![Vec::new(); targets.len()];
+        let n = targets.len();
         for round in 1..=args.rounds {
-            for (i, t) in targets.iter().enumerate() {
+            // Each round starts with the next target, so no target always runs first.
+            for i in (0..n).map(|k| (k + round as usize - 1) % n) {
+                let t = &targets[i];
                 if refused[i].is_some() {
                     continue;
                 }
@@ -375,7 +388,7 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
                     t.addr,
                     hyper::Method::POST,
                     s.path(),
-                    Some(&t.token),
+                    Some(&t.load_token),
                     Some(&serde_json::from_slice(&body)?),
                 )
                 .await?;
@@ -389,6 +402,7 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
                     refused[i] = Some(format!("status {status}: {msg}"));
                     continue;
                 }
+                check_probe(s, &answer).with_context(|| format!("{}: {} probe", t.label, s.name()))?;
                 let before_totals = t.server_totals().await?;
                 let (m, used) = drive(t, s, body, args.connections, args, round).await?;
                 results[i].cpu.push((s, used, m.sent));
@@ -400,6 +414,10 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
                     }
                 }
                 requests[i] += m.sent;
+                if before_totals.is_some() {
+                    // The two `sys/metrics` calls are audited too.
+                    requests[i] += 2;
+                }
                 rounds[i].push(m);
                 // A short pause so one target's leftovers (GC, checkpoints) land outside the next run.
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -410,21 +428,26 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
                 Some(msg) => Outcome::Refused(msg),
                 None => Outcome::Measured(median(std::mem::take(&mut rounds[i]))),
             };
+            let after = t.audit_mark().await?;
+            let db_after = t.audit_db_bytes()?;
             marks.push(Mark {
                 target: i,
                 scenario: s,
-                before: befores[i],
-                after: t.audit_mark().await?,
-                requests: requests[i],
+                before: befores[i].0,
+                after,
+                db_before: befores[i].1,
+                db_after,
+                // The closing mark's own `sys/audit/tail` record is in the span.
+                requests: requests[i] + u64::from(db_after.is_some()),
             });
             results[i].outcomes.push((s, outcome));
         }
     }
-    // Peak RSS under the scenarios above, before the sweep's heavier loads.
+    sweep(args, scenarios, targets, &mut results).await?;
+    // Peak RSS over the whole run, the sweep's heaviest loads included.
     for (t, r) in targets.iter().zip(results.iter_mut()) {
         r.peak_rss = targets::proc_status_kb(t.pid(), "VmHWM");
     }
-    sweep(args, scenarios, targets, &mut results).await?;
     for t in targets.iter_mut() {
         t.stop();
     }
@@ -448,7 +471,12 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
                 let counted = targets::coffer_audit_spans(&t.dir, &spans).await?;
                 let total: u64 = counted.iter().map(|c| c.0).sum();
                 let requests: u64 = mine.iter().map(|m| m.requests).sum();
-                for (m, (records, bytes)) in mine.iter().zip(counted) {
+                for (m, (records, logical)) in mine.iter().zip(counted) {
+                    // On-disk growth when the database could be read at both marks.
+                    let bytes = match (m.db_before, m.db_after) {
+                        (Some(b), Some(a)) => a.saturating_sub(b),
+                        _ => logical,
+                    };
                     results[i].audit.push((m.scenario, m.requests, Some(records), bytes));
                 }
                 if !audit && total > 0 {
@@ -474,6 +502,29 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
         }
     }
     Ok(results)
+}
+
+/// A probe's answer carries what was asked: a ciphertext or plaintext, or
+/// one result per batch item and no item error.
+fn check_probe(s: Scenario, answer: &serde_json::Value) -> anyhow::Result<()> {
+    let data = &answer["data"];
+    match data["batch_results"].as_array() {
+        Some(items) => {
+            if items.len() as u64 != s.items() {
+                bail!("{} batch results for {} items", items.len(), s.items());
+            }
+            if let Some(bad) = items
+                .iter()
+                .find(|r| r.get("error").is_some_and(|e| !e.is_null() && e != ""))
+            {
+                bail!("a batch item failed: {bad}");
+            }
+        }
+        None if s.items() > 1 => bail!("no batch_results in {answer}"),
+        None if data["ciphertext"].is_string() || data["plaintext"].is_string() => {}
+        None => bail!("no ciphertext or plaintext in {answer}"),
+    }
+    Ok(())
 }
 
 /// The sweep's connection counts: sorted, without repeats.
@@ -502,7 +553,7 @@ async fn drive(
 ) -> anyhow::Result<(Measured, cpu::Usage)> {
     let load = Load {
         addr: t.addr,
-        token: t.token.clone(),
+        token: t.load_token.clone(),
         path: s.path().to_owned(),
         body,
         connections,

@@ -310,7 +310,7 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
     row("idle RSS after init, MiB".into(), Fmt::MiB, &|r| {
         r.idle_rss.map_or(Cell::None, |v| Cell::Num(v as f64))
     });
-    row("peak RSS (VmHWM), MiB".into(), Fmt::MiB, &|r| {
+    row("peak RSS over the run (VmHWM), MiB".into(), Fmt::MiB, &|r| {
         r.peak_rss.map_or(Cell::None, |v| Cell::Num(v as f64))
     });
 
@@ -331,8 +331,18 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
     if let [Some(before), Some(after)] = info.disk {
         let _ = writeln!(
             out,
-            "- Disk: a 4 KiB write + fdatasync in the work directory took {:.0} µs (median; p90 {:.0}) before the scenarios and {:.0} µs (p90 {:.0}) after.",
-            before.0, before.1, after.0, after.1
+            "- Disk: a 4 KiB write + fdatasync in the work directory ({}) took {:.0} µs (median; p90 {:.0}) before the scenarios and {:.0} µs (p90 {:.0}) after.",
+            info.fs.as_deref().unwrap_or("file system unknown"),
+            before.0,
+            before.1,
+            after.0,
+            after.1
+        );
+    }
+    if let Some(f) = info.fs.as_deref().filter(|f| crate::disk::is_volatile(f)) {
+        let _ = writeln!(
+            out,
+            "- **The work directory was on {f}, where fsync writes nothing durable: Coffer's audit figures here are not those of a disk.**"
         );
     }
     let versions: Vec<String> = results
@@ -343,7 +353,7 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
     let _ = writeln!(
         out,
         "- Load: {} keep-alive HTTP/1.1 connections, {} load-generator thread(s) on the same machine, {} s warm-up + {} s measured per scenario and target, \
-         alternating targets per scenario{}; 32-byte plaintexts, key `bench` (aes256-gcm96), root token.",
+         alternating targets per scenario{}; 32-byte plaintexts, key `bench` (aes256-gcm96), a token whose policy allows only encrypt and decrypt with it.",
         info.connections,
         info.threads,
         info.warmup,
@@ -363,7 +373,7 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
     out.push_str(
         "Ratios are left ÷ right (throughput: above 1 is better; latency, bytes, memory: below 1 is better). \
          Items/s = req/s × items per request. Latency is per request, measured by the client. \
-         Audit bytes: Coffer's audit.db rows (prev + payload + 16), OpenBao's audit.log growth, per request.\n",
+         Audit bytes: the growth on disk per request, of Coffer's audit.db (pages in use: rows, checkpoints, sessions, page overhead) and of OpenBao's audit.log.\n",
     );
     render_sweep(&mut out, info, results);
     let mut notes = Vec::new();

@@ -27,13 +27,21 @@ pub(crate) struct Target {
     pub(crate) version: String,
     child: Child,
     pub(crate) addr: SocketAddr,
+    /// The root token: set-up, audit marks and metrics only.
     pub(crate) token: String,
+    /// The load's token: a policy allowing encrypt and decrypt with the bench key and nothing else.
+    pub(crate) load_token: String,
     /// Coffer's data directory, or OpenBao's work directory (holding `audit.log`).
     pub(crate) dir: PathBuf,
     pub(crate) log: PathBuf,
     /// A ciphertext of the benchmark plaintext, for the decrypt scenario.
     pub(crate) ciphertext: String,
 }
+
+/// What the load's token may do: encrypt and decrypt with the bench key.
+const LOAD_POLICY: &str = r#"path "transit/encrypt/bench" { capabilities = ["update"] }
+path "transit/decrypt/bench" { capabilities = ["update"] }
+"#;
 
 /// Resident set sizes from /proc/PID/status, in bytes.
 pub(crate) fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
@@ -113,6 +121,7 @@ impl Target {
             child,
             addr,
             token: String::new(),
+            load_token: String::new(),
             dir: data,
             log,
             ciphertext: String::new(),
@@ -150,6 +159,10 @@ listener "tcp" {{
   address         = "127.0.0.1:{port}"
   cluster_address = "127.0.0.1:{cluster}"
   tls_disable     = true
+  # OpenBao refuses a request of more than 1,000 JSON strings by default; a
+  # batch of 1,000 items has 2,001, and Coffer takes up to 10,000 items.
+  max_request_json_strings = 100000
+  max_request_json_memory  = 268435456
 }}
 api_addr     = "http://127.0.0.1:{port}"
 cluster_addr = "http://127.0.0.1:{cluster}"
@@ -179,6 +192,7 @@ audit "file" "bench" {{
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             token: String::new(),
+            load_token: String::new(),
             dir,
             log,
             ciphertext: String::new(),
@@ -269,6 +283,28 @@ audit "file" "bench" {{
             Some(&json!({ "type": "aes256-gcm96" })),
         )
         .await?;
+        // The load runs with a non-root token, so each request's policy is really checked.
+        call_ok(
+            self.addr,
+            Method::PUT,
+            "/v1/sys/policies/acl/bench",
+            Some(&token),
+            Some(&json!({ "policy": LOAD_POLICY })),
+        )
+        .await?;
+        let created = call_ok(
+            self.addr,
+            Method::POST,
+            "/v1/auth/token/create",
+            Some(&token),
+            Some(&json!({ "policies": ["bench"], "no_default_policy": true, "ttl": "24h" })),
+        )
+        .await?;
+        self.load_token = created["auth"]["client_token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("auth/token/create: no client_token in {created}"))?
+            .to_owned();
+        let token = self.load_token.clone();
         let enc = call_ok(
             self.addr,
             Method::POST,
@@ -321,6 +357,20 @@ audit "file" "bench" {{
             }
             Kind::OpenBao => Ok(Some(std::fs::metadata(self.dir.join("audit.log"))?.len())),
         }
+    }
+
+    /// The size of Coffer's audit database as SQLite sees it (pages in use,
+    /// WAL included): what the trail takes on disk, row and page overhead,
+    /// checkpoints and sessions included. None for OpenBao or without a trail.
+    pub(crate) fn audit_db_bytes(&self) -> anyhow::Result<Option<u64>> {
+        let path = self.dir.join(coffer_store::audit::AUDIT_DB_FILE);
+        if self.kind == Kind::OpenBao || !path.exists() {
+            return Ok(None);
+        }
+        let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let pages: i64 = db.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let size: i64 = db.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok(Some(u64::try_from(pages.saturating_mul(size))?))
     }
 
     /// Coffer's request and audit commit totals from `sys/metrics` (None for OpenBao).

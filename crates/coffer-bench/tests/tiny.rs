@@ -52,6 +52,9 @@ fn number(cell: &str) -> f64 {
 fn tiny_run_prints_the_table() {
     let coffer = coffer_bin();
     let with_bao = std::env::var_os("BAO_BIN").is_some();
+    if !with_bao {
+        eprintln!("BAO_BIN is not set: this run covers Coffer only (./scripts/test sets it)");
+    }
     let out = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_coffer-bench"));
     cmd.arg("--coffer-bin")
@@ -124,13 +127,11 @@ fn tiny_run_prints_the_table() {
         let per_commit = number(row(&stdout, &format!("{s}: audit records per commit"))[0]);
         assert!(per_commit >= 1.0, "{s}: {per_commit} records per commit");
         assert_eq!(row(&stdout, &format!("{s}: audit records per commit"))[off], "off");
-        if with_bao && s != "batch1000" {
+        if with_bao {
+            // Batches of 1,000 too: its JSON limits are raised for them.
             assert!(number(rps[1]) > 0.0, "OpenBao {s}: {rps:?}");
             // Its answers (chunked when large) all read back as 2xx.
             assert_eq!(row(&stdout, &format!("{s}: errors"))[1], "0", "{stdout}");
-        }
-        if with_bao && s == "batch1000" {
-            assert_eq!(rps[1], "refused", "OpenBao refuses 1,000 items: {rps:?}");
         }
     }
     // The sweep: audit-on Coffer (and OpenBao) at 1, 2 and 4 connections; 2 reuses the scenario's run.
@@ -180,7 +181,7 @@ fn tiny_run_prints_the_table() {
     // Coffer writes one record per transit request (no intent record: encrypt changes nothing).
     let records = number(row(&stdout, "audit records (log lines)/request")[0]);
     assert!((0.9..=1.1).contains(&records), "{records}");
-    for r in ["idle RSS after init, MiB", "peak RSS (VmHWM), MiB"] {
+    for r in ["idle RSS after init, MiB", "peak RSS over the run (VmHWM), MiB"] {
         assert!(number(row(&stdout, r)[0]) > 0.0, "{r}");
     }
 }

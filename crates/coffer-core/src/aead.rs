@@ -117,8 +117,10 @@ impl Nonces {
 
     pub fn take(&mut self) -> Result<[u8; NONCE_BYTES], Error> {
         if self.used == self.buf.len() {
-            self.buf.resize(self.refill * NONCE_BYTES, 0);
-            crate::rand::fill(&mut self.buf)?;
+            // Filled aside, so a failed draw leaves nothing to hand out.
+            let mut fresh = vec![0u8; self.refill * NONCE_BYTES];
+            crate::rand::fill(&mut fresh)?;
+            self.buf = fresh;
             self.used = 0;
         }
         let mut nonce = [0u8; NONCE_BYTES];

@@ -296,11 +296,11 @@ pub fn verify_linked(rows: &[Linked], checkpoints: &[Checkpoint], public_key: &[
             report.finding = found(last + 1, Tamper::Truncated);
             return report;
         }
-        if c.seq < first {
-            // Older than what is kept (pruned); the chain below first cannot be checked.
+        let Some(idx) = c.seq.checked_sub(first) else {
+            // Signs rows that are gone: the first kept row is reported below.
             continue;
-        }
-        let idx = (c.seq - first) as usize;
+        };
+        let idx = idx as usize;
         if links.get(idx) != Some(&c.head) {
             report.finding = found(c.seq, Tamper::Edited);
             return report;
@@ -308,12 +308,12 @@ pub fn verify_linked(rows: &[Linked], checkpoints: &[Checkpoint], public_key: &[
     }
     report.unsigned_tail = last.saturating_sub(sorted.last().map_or(first.saturating_sub(1), |c| c.seq));
     if let Some(r) = rows.first() {
-        // The chain starts at 1 from nothing, unless a checkpoint signed the head of what was pruned.
-        let vouched = sorted.iter().any(|c| c.seq + 1 == r.seq && c.head == r.prev);
-        if r.seq == 1 && r.prev != [0; 32] {
-            report.finding = found(1, Tamper::Edited);
-        } else if r.seq != 1 && !vouched {
+        // The chain starts at 1 from nothing; nothing prunes the trail, so a
+        // missing head is a deletion even where a checkpoint signed it.
+        if r.seq != 1 {
             report.finding = found(1, Tamper::Deleted);
+        } else if r.prev != [0; 32] {
+            report.finding = found(1, Tamper::Edited);
         }
     }
     report
@@ -451,7 +451,11 @@ mod tests {
         // A checkpoint past the cut says nothing of the rows before it.
         assert_eq!(check(&head_cut, &cps, &pk), Some((1, "deleted")));
         let early = signed(&rows, &signer, &[2, 10]);
-        assert_eq!(check(&head_cut, &early, &pk), None, "pruned below a signed head");
+        assert_eq!(
+            check(&head_cut, &early, &pk),
+            Some((1, "deleted")),
+            "cut at a signed head"
+        );
         let mut first_edited = rows.clone();
         first_edited[0].prev[0] = 1;
         assert_eq!(check(&first_edited, &[], &pk), Some((1, "edited")));

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use aws_lc_rs::hmac;
@@ -170,6 +171,8 @@ pub struct Keyring {
 struct Version {
     keys: VersionKeys,
     cipher: OnceLock<Arc<aead::Cipher>>,
+    /// Shared by the copies a change makes, so a rotation keeps the count.
+    allowance: Arc<Allowance>,
 }
 
 impl Version {
@@ -177,7 +180,61 @@ impl Version {
         Version {
             keys,
             cipher: OnceLock::new(),
+            allowance: Arc::default(),
         }
+    }
+}
+
+/// The first reservation of encryptions for a version loaded into memory.
+const FIRST_BLOCK: u64 = 64;
+
+/// How many messages this process may still seal under one version.
+///
+/// Random 96-bit nonces stay safe for about 2^32 messages per key (NIST SP
+/// 800-38D), so each version's encryptions are counted in storage, where
+/// blocks are reserved ahead; this holds the local side: what was granted
+/// from storage, and what was taken from it. Nothing is ever given back, so
+/// a crash or a cache eviction only over-counts.
+#[derive(Debug, Default)]
+pub struct Allowance {
+    taken: AtomicU64,
+    granted: AtomicU64,
+    exhausted: AtomicBool,
+}
+
+impl Allowance {
+    /// Takes `n` messages; false when that goes past what was granted, and
+    /// the caller must [`Allowance::grant`] more before sealing them.
+    pub fn take(&self, n: u64) -> bool {
+        let taken = self.taken.fetch_add(n, Ordering::AcqRel).saturating_add(n);
+        taken <= self.granted.load(Ordering::Acquire)
+    }
+
+    /// Messages taken beyond the grant (0 when all are covered).
+    pub fn shortfall(&self) -> u64 {
+        self.taken
+            .load(Ordering::Acquire)
+            .saturating_sub(self.granted.load(Ordering::Acquire))
+    }
+
+    pub fn grant(&self, n: u64) {
+        self.granted.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// What to reserve next to cover `need`: small at first, so a key loaded
+    /// and dropped again wastes little of its count, then doubling to `max`.
+    pub fn next_block(&self, need: u64, max: u64) -> u64 {
+        let granted = self.granted.load(Ordering::Acquire);
+        granted.clamp(FIRST_BLOCK, max.max(FIRST_BLOCK)).max(need)
+    }
+
+    /// Storage refused more: the version has sealed all it may.
+    pub fn exhaust(&self) {
+        self.exhausted.store(true, Ordering::Release);
+    }
+
+    pub fn is_exhausted(&self) -> bool {
+        self.exhausted.load(Ordering::Acquire)
     }
 }
 
@@ -229,6 +286,11 @@ impl Keyring {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The encryption allowance of a version that has material.
+    pub fn allowance(&self, version: u32) -> Option<&Arc<Allowance>> {
+        self.versions.get(&version).map(|v| &v.allowance)
     }
 
     pub fn version_keys(&self, version: u32) -> Option<&VersionKeys> {
@@ -456,6 +518,33 @@ impl Keyring {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_allowance_covers_only_what_was_granted() {
+        let a = Allowance::default();
+        assert!(!a.take(1), "nothing is granted at first");
+        assert_eq!(a.shortfall(), 1);
+        assert_eq!(a.next_block(1, 1 << 20), FIRST_BLOCK);
+        a.grant(FIRST_BLOCK);
+        assert_eq!(a.shortfall(), 0);
+        assert!(a.take(FIRST_BLOCK - 1), "the rest of the block");
+        assert!(!a.take(1));
+        // Blocks double with what was granted, up to the cap, and cover a large need.
+        assert_eq!(a.next_block(1, 1 << 20), FIRST_BLOCK);
+        a.grant(FIRST_BLOCK);
+        assert_eq!(a.next_block(1, 1 << 20), 2 * FIRST_BLOCK);
+        assert_eq!(a.next_block(1, 100), FIRST_BLOCK.max(100));
+        assert_eq!(a.next_block(5000, 100), 5000);
+        assert!(!a.is_exhausted());
+        a.exhaust();
+        assert!(a.is_exhausted());
+        // A copy of the keyring (a settings change) shares the count.
+        let (ring, _) = Keyring::create("k", KeyType::Aes256Gcm96, 0).unwrap();
+        ring.allowance(1).unwrap().grant(10);
+        let copy = ring.clone();
+        assert!(copy.allowance(1).unwrap().take(10));
+        assert!(!ring.allowance(1).unwrap().take(1));
+        assert!(ring.allowance(2).is_none());
+    }
     fn ring() -> Keyring {
         Keyring::create("orders", KeyType::Aes256Gcm96, 1_700_000_000)
             .unwrap()

@@ -37,7 +37,10 @@ impl Key256 {
 
 impl Clone for Key256 {
     fn clone(&self) -> Self {
-        Key256::from_bytes(*self.expose())
+        // Copied box to box: no stack copy of the key is left behind.
+        let mut boxed = Box::new([0u8; 32]);
+        boxed.copy_from_slice(self.expose());
+        Key256(SecretBox::new(boxed))
     }
 }
 

@@ -58,6 +58,9 @@ pub struct Rotation {
     pub tenant_key_period: String,
     /// Default `auto_rotate_period` for new keys, by type, e.g. `"aes256-gcm96" = "2160h"`.
     pub default_period: std::collections::BTreeMap<String, String>,
+    /// Messages a transit key version may seal before it is rotated out
+    /// (default 0.9 × 2^32, as Vault's barrier key).
+    pub max_encryptions_per_version: u64,
 }
 
 impl Default for Rotation {
@@ -66,9 +69,13 @@ impl Default for Rotation {
             check_interval_secs: 60,
             tenant_key_period: "0".into(),
             default_period: Default::default(),
+            max_encryptions_per_version: crate::usage::DEFAULT_LIMIT,
         }
     }
 }
+
+/// The fewest messages a key version may be allowed to seal.
+const MIN_ENCRYPTION_LIMIT: u64 = 10_000;
 
 /// Entries a cache may be given (each is allocated when the cache is made).
 const MAX_CACHE: usize = 10_000_000;
@@ -257,6 +264,7 @@ impl Config {
                 p if p > MAX_AUTO_ROTATE_PERIOD => return Err("[rotation] tenant_key_period: at most 100 years".into()),
                 p => p,
             },
+            encryption_limit: self.rotation.max_encryptions_per_version,
         })
     }
 
@@ -332,6 +340,13 @@ impl Config {
         }
         if lim.max_batch_items == 0 {
             return Err("limits.max_batch_items must be at least 1".into());
+        }
+        let most = self.rotation.max_encryptions_per_version;
+        if !(MIN_ENCRYPTION_LIMIT..=crate::usage::DEFAULT_LIMIT).contains(&most) || most < lim.max_batch_items as u64 {
+            return Err(format!(
+                "rotation.max_encryptions_per_version must be between {MIN_ENCRYPTION_LIMIT} (and limits.max_batch_items) and {}",
+                crate::usage::DEFAULT_LIMIT
+            ));
         }
         if !lim.rate_limit.is_finite() || lim.rate_limit < 0.0 {
             return Err("limits.rate_limit must be a non-negative number (0 = off)".into());
@@ -459,6 +474,13 @@ mod tests {
         .unwrap();
         assert_eq!(ok.tenant_rotation, 8760 * 3600);
         assert_eq!(ok.default_rotation["aes256-gcm96"], 2160 * 3600);
+        assert_eq!(ok.encryption_limit, 3_865_470_566);
+        let low = Config::parse(&format!(
+            "{base}max_encryptions_per_version = 20000
+"
+        ))
+        .unwrap();
+        assert_eq!(low.core_options().unwrap().encryption_limit, 20_000);
         // Periods past a century would overflow a deadline in seconds (u64::MAX wraps to -1).
         for bad in [
             "tenant_key_period = \"18446744073709551615\"",
@@ -468,6 +490,8 @@ mod tests {
             "default_period.\"aes256-gcm96\" = \"10m\"",
             "check_interval_secs = 0",
             "check_interval_secs = 18446744073709551615",
+            "max_encryptions_per_version = 9999",
+            "max_encryptions_per_version = 4294967296",
         ] {
             assert!(Config::parse(&format!("{base}{bad}\n")).is_err(), "{bad}");
         }

@@ -114,6 +114,8 @@ pub struct CoreOptions {
     pub default_rotation: HashMap<String, u64>,
     /// Tenant key rotation period (seconds); 0 = never.
     pub tenant_rotation: u64,
+    /// Messages a transit key version may seal before it is rotated out.
+    pub encryption_limit: u64,
 }
 
 impl Default for CoreOptions {
@@ -123,6 +125,7 @@ impl Default for CoreOptions {
             tenant_cache: 10_000,
             default_rotation: HashMap::new(),
             tenant_rotation: 0,
+            encryption_limit: crate::usage::DEFAULT_LIMIT,
         }
     }
 }
@@ -158,6 +161,8 @@ pub struct Core {
     progress: Mutex<Vec<Share>>,
     /// Serialises changes to keys, mounts, tokens and policies.
     pub(crate) write: tokio::sync::Mutex<()>,
+    /// Serialises reservations of encryptions in storage (rare: see `usage`).
+    pub(crate) usage: tokio::sync::Mutex<()>,
     pub(crate) mounts: RwLock<Vec<MountRow>>,
     /// Unwrapped keyrings in use; bounded, wiped on eviction. Fill through [`Core::cache_key`].
     pub(crate) keys: Lru<KeyId, Arc<Keyring>>,
@@ -295,6 +300,7 @@ impl Core {
             unsealed: RwLock::new(None),
             progress: Mutex::new(Vec::new()),
             write: tokio::sync::Mutex::new(()),
+            usage: tokio::sync::Mutex::new(()),
             mounts: RwLock::new(Vec::new()),
             keys: Lru::new(CoreOptions::default().key_cache),
             seal_epoch: AtomicU64::new(0),

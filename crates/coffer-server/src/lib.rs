@@ -33,6 +33,7 @@ mod telemetry;
 mod tls;
 mod tokens;
 mod transit;
+mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

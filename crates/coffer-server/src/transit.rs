@@ -641,6 +641,33 @@ fn plaintext_b64(pt: &Plaintext) -> String {
     STANDARD.encode(pt.as_bytes())
 }
 
+/// How many of a request's items seal under each version of `ring`: an
+/// item's own `key_version`, else `top`, else the latest, resolved as the
+/// items themselves are. One whose version does not parse or resolve counts
+/// against the latest (it fails on its own; counting more is safe).
+fn version_counts(ring: &Keyring, p: &Params, top: Option<u32>) -> ApiResult<Vec<(u32, u64)>> {
+    let resolve = |requested: Option<u32>| ring.encryption_version(requested).unwrap_or(ring.config.latest_version);
+    let mut counts: Vec<(u32, u64)> = Vec::with_capacity(1);
+    let mut add = |v: u32| match counts.iter_mut().find(|c| c.0 == v) {
+        Some(c) => c.1 += 1,
+        None => counts.push((v, 1)),
+    };
+    match p.array("batch_input")? {
+        None => add(resolve(p.u32("key_version").ok().flatten().or(top))),
+        Some(items) => {
+            for item in items {
+                let own = match item.get("key_version") {
+                    Some(Value::Number(n)) => n.as_u64(),
+                    Some(Value::String(s)) => s.parse().ok(),
+                    _ => None,
+                };
+                add(resolve(own.and_then(|v| u32::try_from(v).ok()).or(top)));
+            }
+        }
+    }
+    Ok(counts)
+}
+
 /// One encrypt item's inputs, checked before anything is created.
 fn encrypt_input(item: &Params) -> ApiResult<(Plaintext, zeroize::Zeroizing<Vec<u8>>, Option<u32>)> {
     refuse_unsupported(item)?;
@@ -687,6 +714,7 @@ async fn encrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mu
             }
         }
     };
+    let ring = crate::usage::admitted(core, u, &id, ring, |r| version_counts(r, p, None)).await?;
     let mut nonces = Nonces::new(batch_len(p)?);
     batch(p, Some(StatusCode::BAD_REQUEST), |item| {
         let (pt, aad, version) = encrypt_input(item)?;
@@ -724,8 +752,10 @@ async fn decrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mu
 async fn rewrap(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mut Params) -> ApiResult<Reply> {
     valid_key_name(name)?;
     refuse_unsupported(p)?;
-    let ring = require(core, u, &key_id(mount, name)).await?;
+    let id = key_id(mount, name);
+    let ring = require(core, u, &id).await?;
     let top_version = p.u32("key_version")?;
+    let ring = crate::usage::admitted(core, u, &id, ring, |r| version_counts(r, p, top_version)).await?;
     let mut nonces = Nonces::new(batch_len(p)?);
     batch(p, None, |item| {
         refuse_unsupported(item)?;
@@ -760,11 +790,13 @@ async fn datakey(core: &Core, u: &Unsealed, mount: &MountRow, kind: &str, name: 
     };
     valid_key_name(name)?;
     refuse_unsupported(p)?;
-    let ring = require(core, u, &key_id(mount, name)).await?;
+    let id = key_id(mount, name);
+    let ring = require(core, u, &id).await?;
     let bits = p.u32("bits")?.unwrap_or(256);
     if !matches!(bits, 128 | 256 | 512) {
         return Err(ApiError::bad("invalid bits: use 128, 256 or 512"));
     }
+    let ring = crate::usage::admitted(core, u, &id, ring, |r| version_counts(r, p, None)).await?;
     let key = Plaintext::new(rand::bytes(bits as usize / 8)?);
     let (ct, v) = ring.encrypt(key.as_bytes(), &aad(p)?, p.u32("key_version")?)?;
     let mut data = json!({ "ciphertext": ct, "key_version": v });

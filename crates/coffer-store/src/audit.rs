@@ -244,6 +244,13 @@ mod tests {
                 .await
                 .is_err()
         );
+        for edit in [
+            "UPDATE audit_sessions SET public = zeroblob(32)",
+            "DELETE FROM audit_sessions",
+        ] {
+            assert!(sqlx::query(edit).execute(&a.pool).await.is_err(), "{edit}");
+        }
+        assert_eq!(a.sessions().await.unwrap().len(), 1);
         // Sequence numbers past i64 are refused, not wrapped negative.
         let huge = AuditRecordRow {
             seq: 1 << 63,

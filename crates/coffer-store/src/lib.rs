@@ -49,6 +49,15 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// One transit key version, by its place.
+#[derive(Debug, Clone, Copy)]
+pub struct VersionRef<'a> {
+    pub namespace: &'a str,
+    pub mount: &'a str,
+    pub name: &'a str,
+    pub version: u32,
+}
+
 /// One change; a list of them is applied atomically by [`Store::apply`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -138,6 +147,12 @@ pub trait Store: Send + Sync + 'static {
     async fn mounts(&self) -> Result<Vec<MountRow>>;
     async fn transit_key(&self, namespace: &str, mount: &str, name: &str) -> Result<Option<TransitKeyRow>>;
     async fn transit_versions(&self, namespace: &str, mount: &str, name: &str) -> Result<Vec<TransitVersionRow>>;
+    /// Adds `n` to a version's count of encryptions if the sum stays within
+    /// `limit`, atomically (nodes sharing the store draw from one count).
+    /// False when it would not, or the version is gone.
+    async fn reserve_encryptions(&self, version: &VersionRef<'_>, n: u64, limit: u64) -> Result<bool>;
+    /// A version's count of encryptions (None when it is gone).
+    async fn encryptions(&self, version: &VersionRef<'_>) -> Result<Option<u64>>;
     async fn transit_key_names(&self, namespace: &str, mount: &str) -> Result<Vec<String>>;
     async fn token_by_hash(&self, hash: &[u8]) -> Result<Option<TokenRow>>;
     async fn token_by_accessor(&self, accessor: &str) -> Result<Option<TokenRow>>;

@@ -11,11 +11,14 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
     CertRoleRow, MountRow, NamespaceRow, Op, Result, Store, StoreError, TenantKeyRow, TokenRow, TombstoneRow,
-    TransitKeyRow, TransitVersionRow,
+    TransitKeyRow, TransitVersionRow, VersionRef,
 };
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "coffer.db";
+
+/// Tries at scrubbing the WAL, each after the busy timeout, 100 ms apart.
+const SCRUB_ATTEMPTS: u32 = 3;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -687,12 +690,60 @@ impl Store for SqliteStore {
         rows.iter().map(transit_key_row).collect()
     }
 
+    async fn reserve_encryptions(&self, v: &VersionRef<'_>, n: u64, limit: u64) -> Result<bool> {
+        let (Ok(n), Ok(limit)) = (i64::try_from(n), i64::try_from(limit)) else {
+            return Ok(false);
+        };
+        let done = sqlx::query(
+            "UPDATE transit_key_versions SET encryptions = encryptions + ?1 \
+             WHERE namespace = ?2 AND mount = ?3 AND name = ?4 AND version = ?5 AND encryptions <= ?6 - ?1",
+        )
+        .bind(n)
+        .bind(v.namespace)
+        .bind(v.mount)
+        .bind(v.name)
+        .bind(i64::from(v.version))
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn encryptions(&self, v: &VersionRef<'_>) -> Result<Option<u64>> {
+        let row = sqlx::query(
+            "SELECT encryptions FROM transit_key_versions WHERE namespace = ? AND mount = ? AND name = ? AND version = ?",
+        )
+        .bind(v.namespace)
+        .bind(v.mount)
+        .bind(v.name)
+        .bind(i64::from(v.version))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(u64::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0)),
+            None => None,
+        })
+    }
+
     async fn scrub(&self) -> Result<()> {
-        // Copy the WAL into the main file and truncate it, so no old page survives there.
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        // Copy the WAL into the main file and truncate it, so no old page
+        // survives there. A reader holding an old snapshot makes the pragma
+        // answer "busy" rather than fail, so its answer is checked.
+        for attempt in 0..SCRUB_ATTEMPTS {
+            let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.pool)
+                .await?;
+            let (busy, log, moved): (i64, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            if busy == 0 && log == moved {
+                return Ok(());
+            }
+            if attempt + 1 < SCRUB_ATTEMPTS {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Err(StoreError::Backend(
+            "the WAL could not be scrubbed: a reader kept it in use".into(),
+        ))
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<()> {
@@ -745,6 +796,41 @@ mod tests {
         for f in [DB_FILE, "coffer.db-wal", "coffer.db-shm", crate::audit::AUDIT_DB_FILE] {
             assert_eq!(mode(&data.join(f)), 0o600, "{f}");
         }
+    }
+
+    #[tokio::test]
+    async fn encryptions_are_reserved_up_to_the_limit_and_no_further() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        s.apply(vec![
+            Op::InsertTransitKey(key_row("a")),
+            Op::PutTransitVersion(version_row("a", 1)),
+        ])
+        .await
+        .unwrap();
+        let v1 = VersionRef {
+            namespace: "",
+            mount: "transit",
+            name: "a",
+            version: 1,
+        };
+        assert_eq!(s.encryptions(&v1).await.unwrap(), Some(0));
+        assert!(s.reserve_encryptions(&v1, 60, 100).await.unwrap());
+        assert!(!s.reserve_encryptions(&v1, 41, 100).await.unwrap(), "past the limit");
+        assert_eq!(s.encryptions(&v1).await.unwrap(), Some(60), "a refusal counts nothing");
+        assert!(
+            s.reserve_encryptions(&v1, 40, 100).await.unwrap(),
+            "up to the limit exactly"
+        );
+        assert!(!s.reserve_encryptions(&v1, 1, 100).await.unwrap());
+        assert!(
+            !s.reserve_encryptions(&v1, u64::MAX, u64::MAX).await.unwrap(),
+            "no overflow"
+        );
+        assert_eq!(s.encryptions(&v1).await.unwrap(), Some(100));
+        let gone = VersionRef { version: 2, ..v1 };
+        assert!(!s.reserve_encryptions(&gone, 1, 100).await.unwrap());
+        assert_eq!(s.encryptions(&gone).await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -33,7 +33,10 @@ async fn sql(data: &Path, statements: &[&str]) {
     for t in [
         "audit_records_no_update",
         "audit_records_no_delete",
+        "audit_checkpoints_no_update",
         "audit_checkpoints_no_delete",
+        "audit_sessions_no_update",
+        "audit_sessions_no_delete",
     ] {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TRIGGER IF EXISTS {t}")))
             .execute(&mut c)

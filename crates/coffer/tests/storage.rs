@@ -162,3 +162,109 @@ async fn edited_key_settings_are_refused_and_old_rows_get_their_mac_once() {
         "after that, a missing MAC is an edit"
     );
 }
+
+/// Each version's count of encryptions, as stored.
+async fn encryptions(data: &Path, key: &str) -> Vec<(i64, i64)> {
+    let url = format!("sqlite://{}", data.join(DB_FILE).display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query_as("SELECT version, encryptions FROM transit_key_versions WHERE name = ? ORDER BY version")
+        .bind(key)
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_version_that_sealed_its_limit_is_rotated_out_and_its_count_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let cfg = "[limits]\nmax_batch_items = 1000\n[rotation]\nmax_encryptions_per_version = 10000\n";
+    let s = Server::with_config_extra(&data, cfg);
+    let (key, root) = init_unseal(&s).await;
+    let items: Vec<_> = (0..1000u32)
+        .map(|i| json!({ "plaintext": b64(&i.to_be_bytes()) }))
+        .collect();
+    let mut versions = Vec::new();
+    let mut samples = Vec::new();
+    for _ in 0..25 {
+        let (st, v) = s
+            .call(
+                "POST",
+                "transit/encrypt/k",
+                Some(&root),
+                Some(json!({ "batch_input": items })),
+            )
+            .await;
+        assert_eq!(st, 200, "{}", errors(&v));
+        let results = v["data"]["batch_results"].as_array().unwrap();
+        let kv = results[0]["key_version"].as_u64().unwrap();
+        assert!(
+            results.iter().all(|r| r["key_version"].as_u64() == Some(kv)),
+            "one version per batch"
+        );
+        versions.push(kv);
+        samples.push(results[999]["ciphertext"].as_str().unwrap().to_owned());
+    }
+    // 10,000 messages per version: ten batches each, then a rotation.
+    let want: Vec<u64> = [1; 10].into_iter().chain([2; 10]).chain([3; 5]).collect();
+    assert_eq!(versions, want);
+    assert_eq!(
+        encryptions(&data, "k").await,
+        vec![(1, 10_000), (2, 10_000), (3, 5_000)]
+    );
+    let (_, k) = s.call("GET", "transit/keys/k", Some(&root), None).await;
+    assert_eq!(k["data"]["latest_version"], 3, "{k}");
+    // Every version still decrypts.
+    for ct in [&samples[0], &samples[10], &samples[24]] {
+        let (st, v) = s
+            .call(
+                "POST",
+                "transit/decrypt/k",
+                Some(&root),
+                Some(json!({ "ciphertext": ct })),
+            )
+            .await;
+        assert_eq!(
+            (st, v["data"]["plaintext"].as_str()),
+            (200, Some(b64(&999u32.to_be_bytes()).as_str()))
+        );
+    }
+    // A spent version named explicitly is refused, and nothing is counted for it.
+    let (st, v) = s
+        .call(
+            "POST",
+            "transit/encrypt/k",
+            Some(&root),
+            Some(json!({ "plaintext": b64(b"x"), "key_version": 1 })),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(errors(&v).contains("sealed as many messages as a version may"), "{v}");
+    s.stop();
+
+    // After a restart the stored count holds: version 1 is still spent, and
+    // a single encrypt takes a fresh block of version 3's count.
+    let s = Server::with_config_extra(&data, cfg);
+    s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            "transit/encrypt/k",
+            Some(&root),
+            Some(json!({ "plaintext": b64(b"x"), "key_version": 1 })),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = s
+        .call(
+            "POST",
+            "transit/encrypt/k",
+            Some(&root),
+            Some(json!({ "plaintext": b64(b"x") })),
+        )
+        .await;
+    assert_eq!((st, v["data"]["key_version"].as_u64()), (200, Some(3)), "{v}");
+    let counts = encryptions(&data, "k").await;
+    assert_eq!(counts[..2], [(1, 10_000), (2, 10_000)]);
+    assert!((5_001..=5_000 + 64).contains(&counts[2].1), "{counts:?}");
+}
