@@ -86,7 +86,6 @@ pub struct Auditor {
     analyzer: Mutex<Analyzer>,
     webhook: Option<mpsc::Sender<Alert>>,
     recent_alerts: Mutex<VecDeque<Alert>>,
-    pub(crate) node: String,
 }
 
 /// Queue depth before new records are refused outright (never waited on).
@@ -107,7 +106,6 @@ impl Auditor {
             analyzer: Mutex::new(Analyzer::new(Rules::default())),
             webhook: None,
             recent_alerts: Mutex::default(),
-            node: "node".into(),
         }
     }
 
@@ -121,7 +119,7 @@ impl Auditor {
             keys: keys.clone(),
             sink: cfg.file.clone().map(FileSink::new),
             clock,
-            node: node.clone(),
+            node,
             state,
             last_checkpoint: Instant::now(),
             unsigned: false,
@@ -140,7 +138,6 @@ impl Auditor {
             analyzer: Mutex::new(Analyzer::new(cfg.rules.clone())),
             webhook,
             recent_alerts: Mutex::default(),
-            node,
         })
     }
 
@@ -241,7 +238,7 @@ impl Auditor {
         };
         for alert in alerts {
             tracing::warn!(rule = %alert.rule, identity = %alert.identity, "audit alert: {}", alert.detail);
-            let rec = json!({ "v": 1, "kind": "alert", "t": time, "node": self.node, "rule": alert.rule,
+            let rec = json!({ "v": 1, "kind": "alert", "t": time, "rule": alert.rule,
                               "who": alert.identity, "src": alert.source, "detail": alert.detail });
             let _ = self.record(&rec, false).await;
             {
@@ -664,7 +661,8 @@ impl Writer {
 /// Decrypts records for `tail`/`export`: holds the record keys (unsealed only).
 pub(crate) struct Reader {
     pairs: HashMap<u32, RecordKeyPair>,
-    sessions: HashMap<u32, Key256>,
+    /// Each session's record key and node.
+    sessions: HashMap<u32, (Key256, String)>,
 }
 
 impl Reader {
@@ -681,6 +679,7 @@ impl Reader {
                 self.pairs
                     .get(&s.key_version)
                     .and_then(|p| p.session_key(&s.public).ok())
+                    .map(|k| (k, s.node.clone()))
             });
             match key {
                 Some(k) => {
@@ -689,10 +688,16 @@ impl Reader {
                 None => return json!({ "seq": r.seq, "error": "no key for this record's session" }),
             }
         }
-        let opened = self.sessions.get(&r.session).map(|k| audit::open_record(k, &to_row(r)));
+        let session = self.sessions.get(&r.session);
+        let opened = session.map(|(k, _)| audit::open_record(k, &to_row(r)));
         match opened {
             Some(Ok(pt)) => match serde_json::from_slice::<Value>(pt.as_bytes()) {
                 Ok(Value::Object(mut m)) => {
+                    // What the stored record leaves out (see `audit_record::Record`).
+                    m.entry("kind").or_insert_with(|| json!("response"));
+                    if let Some((_, node)) = session {
+                        m.entry("node").or_insert_with(|| json!(node));
+                    }
                     m.insert("seq".into(), json!(r.seq));
                     Value::Object(m)
                 }

@@ -35,12 +35,16 @@ pub(crate) struct AuditRecord {
 
 /// One record as written to the trail (typed: built and serialised per request).
 #[derive(Serialize)]
+///
+/// Kept short, as a trail grows by one per request: `kind` is left out for a
+/// response (the most common), and the node is its writer session's (see
+/// `Reader::open`, which puts both back).
 pub(crate) struct Record<'a> {
     v: u8,
+    #[serde(skip_serializing_if = "is_response")]
     kind: &'static str,
     t: i64,
     id: &'a str,
-    node: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     who: Option<&'a str>,
     ns: &'a str,
@@ -69,6 +73,10 @@ pub(crate) struct Record<'a> {
 enum Item {
     Failed { e: String },
     Done { v: u64 },
+}
+
+fn is_response(kind: &&str) -> bool {
+    *kind == "response"
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -144,7 +152,6 @@ impl AuditRecord {
             kind,
             t: core.now(),
             id: &self.id,
-            node: &core.auditor.node,
             who,
             ns: &self.ns,
             op: self.op,
@@ -241,7 +248,7 @@ pub(crate) fn unparsed(
     err: &ApiError,
 ) -> Value {
     json!({
-        "v": 1, "kind": "response", "t": core.now(), "id": id, "node": core.auditor.node,
+        "v": 1, "t": core.now(), "id": id,
         "op": clip(method), "path": clip(path), "src": remote.map(|r| r.ip().to_string()).unwrap_or_default(),
         "st": err.status().as_u16(), "err": clip(&err.to_string()),
     })

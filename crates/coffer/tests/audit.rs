@@ -225,6 +225,16 @@ async fn a_crash_under_load_keeps_every_acknowledged_record() {
     s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
     let (st, v) = s.call("GET", "sys/audit/export", Some(&root), None).await;
     assert_eq!(st, 200);
+    // The stored records leave out the node and a response's kind; export puts them back.
+    let node = std::env::var("HOSTNAME").unwrap_or_else(|_| "coffer".into());
+    assert!(
+        v["data"]["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["node"] == node.as_str() && r["kind"].is_string()),
+        "{v}"
+    );
     let ids: std::collections::HashSet<&str> = v["data"]["records"]
         .as_array()
         .unwrap()
