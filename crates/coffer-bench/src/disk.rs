@@ -38,17 +38,6 @@ pub(crate) fn sync_latency(dir: &Path) -> std::io::Result<(f64, f64)> {
     Ok((us[SYNCS / 2], us[SYNCS * 9 / 10]))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn measures_and_cleans_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let (p50, p90) = super::sync_latency(dir.path()).unwrap();
-        assert!(p50 > 0.0 && p90 >= p50, "{p50} {p90}");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-}
-
 /// The file system type of `dir` (`stat -f`), e.g. "ext2/ext3" or "tmpfs".
 pub(crate) fn fs_type(dir: &Path) -> Option<String> {
     let out = std::process::Command::new("stat")
@@ -63,4 +52,15 @@ pub(crate) fn fs_type(dir: &Path) -> Option<String> {
 /// File systems whose fsync writes nothing durable: Coffer's audit would look free there.
 pub(crate) fn is_volatile(fs: &str) -> bool {
     matches!(fs, "tmpfs" | "ramfs")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn measures_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p50, p90) = super::sync_latency(dir.path()).unwrap();
+        assert!(p50 > 0.0 && p90 >= p50, "{p50} {p90}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }
