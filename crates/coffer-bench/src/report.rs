@@ -373,7 +373,7 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
     out.push_str(
         "Ratios are left ÷ right (throughput: above 1 is better; latency, bytes, memory: below 1 is better). \
          Items/s = req/s × items per request. Latency is per request, measured by the client. \
-         Audit bytes: the growth on disk per request, of Coffer's audit.db (pages in use: rows, checkpoints, sessions, page overhead) and of OpenBao's audit.log.\n",
+         Audit bytes: per request, the growth of Coffer's audit.db in whole pages (page_count × page_size, pages still in the WAL included: rows, checkpoints, sessions, page overhead) and of OpenBao's audit.log.\n",
     );
     render_sweep(&mut out, info, results);
     let mut notes = Vec::new();

@@ -72,6 +72,29 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// `https://`, or `http://` to a loopback address only (as the server allows
+/// plain HTTP only there): elsewhere the token would cross the network in the clear.
+fn check_address(addr: &str) -> Result<()> {
+    let url = reqwest::Url::parse(addr).map_err(|e| ClientError::Protocol(format!("address {addr:?}: {e}")))?;
+    let loopback = url.host_str().is_some_and(|h| {
+        h.eq_ignore_ascii_case("localhost")
+            || h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(ClientError::Tls(format!(
+            "{addr}: plain http:// would send the token in the clear; use https:// (http:// only to a loopback address)"
+        ))),
+        other => Err(ClientError::Protocol(format!(
+            "address {addr:?}: unsupported scheme {other:?}"
+        ))),
+    }
+}
+
 impl Client {
     /// `addr` like `https://coffer.internal:8200`; system roots verify the server.
     pub fn new(addr: &str, token: Option<String>) -> Result<Self> {
@@ -80,6 +103,7 @@ impl Client {
 
     /// Like [`Client::new`], with a custom CA and/or a client certificate.
     pub fn with_tls(addr: &str, token: Option<String>, tls: &TlsOptions) -> Result<Self> {
+        check_address(addr)?;
         let mut b = reqwest::Client::builder();
         if let Some(ca) = &tls.ca_cert {
             let certs = reqwest::Certificate::from_pem_bundle(ca).map_err(|e| ClientError::Tls(format!("CA: {e}")))?;
@@ -250,6 +274,35 @@ fn transit_path(mount: &str, op: &str, key: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        for ok in [
+            "https://coffer.internal:8200",
+            "https://10.0.0.5",
+            "http://127.0.0.1:8200",
+            "http://127.8.0.1",
+            "http://[::1]:8200/",
+            "http://LOCALHOST:8200",
+        ] {
+            assert!(check_address(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://coffer.internal:8200",
+            "http://10.0.0.5:8200",
+            "http://[2001:db8::1]",
+            "http://localhost.evil.example",
+            "ftp://127.0.0.1",
+            "127.0.0.1:8200",
+            "",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad}");
+        }
+        assert!(matches!(
+            Client::new("http://vault.example.com", None),
+            Err(ClientError::Tls(_))
+        ));
+    }
 
     #[test]
     fn names_cannot_change_the_path() {

@@ -132,22 +132,31 @@ impl RecordKeyPair {
     }
 
     /// The key of a session started with `session_public`.
-    pub fn session_key(&self, session_public: &[u8]) -> Result<Key256, Error> {
+    /// `node` is the writer's, for sessions that bind it (None: sessions from before).
+    pub fn session_key(&self, session_public: &[u8], node: Option<&str>) -> Result<Key256, Error> {
         let audit_public = self.public_key()?;
-        derive(&self.private, session_public, session_public, &audit_public)
+        derive(&self.private, session_public, session_public, &audit_public, node)
     }
 }
 
-/// Starts a session against the audit public key: returns the session's
-/// public key (to store beside it) and the key that seals its records.
-pub fn start_session(audit_public: &[u8]) -> Result<(Vec<u8>, Key256), Error> {
+/// Starts a session of writer `node` against the audit public key: returns
+/// the session's public key (to store beside it) and the key that seals its
+/// records. The node is bound into the key, so the session row's node name
+/// cannot be changed without its records failing to open.
+pub fn start_session(audit_public: &[u8], node: &str) -> Result<(Vec<u8>, Key256), Error> {
     let eph = PrivateKey::generate(&X25519).map_err(|_| Error::Random)?;
     let eph_public = eph.compute_public_key().map_err(|_| Error::Random)?.as_ref().to_vec();
-    let key = derive(&eph, audit_public, &eph_public, audit_public)?;
+    let key = derive(&eph, audit_public, &eph_public, audit_public, Some(node))?;
     Ok((eph_public, key))
 }
 
-fn derive(mine: &PrivateKey, peer: &[u8], session_public: &[u8], audit_public: &[u8]) -> Result<Key256, Error> {
+fn derive(
+    mine: &PrivateKey,
+    peer: &[u8],
+    session_public: &[u8],
+    audit_public: &[u8],
+    node: Option<&str>,
+) -> Result<Key256, Error> {
     struct Len;
     impl hkdf::KeyType for Len {
         fn len(&self) -> usize {
@@ -162,9 +171,12 @@ fn derive(mine: &PrivateKey, peer: &[u8], session_public: &[u8], audit_public: &
         Error::DecryptionFailed,
         |shared| {
             let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt).extract(shared);
-            let okm = prk
-                .expand(&[b"coffer audit record key v1"], Len)
-                .map_err(|_| Error::DecryptionFailed)?;
+            let node_len = node.map_or(0, str::len).to_be_bytes();
+            let info: Vec<&[u8]> = match node {
+                None => vec![b"coffer audit record key v1"],
+                Some(n) => vec![b"coffer audit record key v2", &node_len, n.as_bytes()],
+            };
+            let okm = prk.expand(&info, Len).map_err(|_| Error::DecryptionFailed)?;
             let mut k = [0u8; 32];
             okm.fill(&mut k).map_err(|_| Error::DecryptionFailed)?;
             let key = Key256::from_bytes(k);
@@ -465,7 +477,7 @@ mod tests {
     fn records_open_only_with_the_audit_private_key_and_at_their_position() {
         let (pair, private) = RecordKeyPair::generate().unwrap();
         let public = pair.public_key().unwrap();
-        let (session_public, writer_key) = start_session(&public).unwrap();
+        let (session_public, writer_key) = start_session(&public, "node-a").unwrap();
         let cipher = aead::Cipher::new(aead::Algorithm::Aes256Gcm, &writer_key);
         let payload = seal_record(&cipher, &mut aead::Nonces::new(1), 7, 2, b"{\"op\":\"decrypt\"}").unwrap();
         let row = Row {
@@ -476,13 +488,18 @@ mod tests {
         };
 
         let reader = RecordKeyPair::from_private(private.as_bytes()).unwrap();
-        let key = reader.session_key(&session_public).unwrap();
+        let key = reader.session_key(&session_public, Some("node-a")).unwrap();
         assert_eq!(open_record(&key, &row).unwrap().as_bytes(), b"{\"op\":\"decrypt\"}");
+        // The node is bound: another name, or none (the older derivation), opens nothing.
+        for node in [Some("node-b"), Some("node-a "), None] {
+            let k = reader.session_key(&session_public, node).unwrap();
+            assert!(open_record(&k, &row).is_err(), "{node:?}");
+        }
         assert!(
             open_record(&key, &Row { seq: 8, ..row.clone() }).is_err(),
             "bound to its position"
         );
         let (other, _) = RecordKeyPair::generate().unwrap();
-        assert!(open_record(&other.session_key(&session_public).unwrap(), &row).is_err());
+        assert!(open_record(&other.session_key(&session_public, Some("node-a")).unwrap(), &row).is_err());
     }
 }

@@ -555,7 +555,7 @@ impl Writer {
         let current = self.state.session.as_ref().map(|(_, v, _)| *v);
         if needs_session(current, key_version, self.state.session_records, jobs.len()) {
             let (session_public, key) =
-                audit::start_session(&public).map_err(|e| AuditError::Unavailable(e.to_string()))?;
+                audit::start_session(&public, &self.node).map_err(|e| AuditError::Unavailable(e.to_string()))?;
             let id = self.state.next_session;
             self.state.next_session = id.saturating_add(1);
             new_session = Some((
@@ -565,6 +565,7 @@ impl Writer {
                     public: session_public,
                     started: self.clock.now(),
                     node: self.node.clone(),
+                    kdf: 2,
                 },
                 (id, key_version, key),
             ));
@@ -678,7 +679,7 @@ impl Reader {
             let key = sessions.iter().find(|s| s.id == r.session).and_then(|s| {
                 self.pairs
                     .get(&s.key_version)
-                    .and_then(|p| p.session_key(&s.public).ok())
+                    .and_then(|p| p.session_key(&s.public, (s.kdf >= 2).then_some(s.node.as_str())).ok())
                     .map(|k| (k, s.node.clone()))
             });
             match key {

@@ -253,3 +253,28 @@ pub(crate) fn unparsed(
         "st": err.status().as_u16(), "err": clip(&err.to_string()),
     })
 }
+
+/// A change the server makes on its own (a scheduled rotation, or a key
+/// version at its encryption limit), recorded durably before it is made:
+/// if the trail cannot take it, the change is not made.
+pub(crate) async fn rotation(core: &Core, ns: &str, key: Option<&str>, from: Option<u32>, why: &str) -> ApiResult<()> {
+    if !core.auditor.enabled() {
+        return Ok(());
+    }
+    let mut rec = serde_json::Map::new();
+    rec.insert("v".into(), json!(1));
+    rec.insert("kind".into(), json!("rotation"));
+    rec.insert("t".into(), json!(core.now()));
+    rec.insert("ns".into(), json!(ns));
+    if let Some(k) = key {
+        rec.insert("key".into(), json!(k));
+    }
+    if let Some(v) = from {
+        rec.insert("ver".into(), json!(v));
+    }
+    rec.insert("why".into(), json!(why));
+    core.auditor
+        .record(&rec, true)
+        .await
+        .map_err(|e| ApiError::AuditUnavailable(e.to_string()))
+}

@@ -692,6 +692,33 @@ impl Core {
         Ok(n)
     }
 
+    /// Scrubs deleted rows out of the store's files (after a shred, a
+    /// deleted key or trimmed versions). The change itself has committed, so
+    /// a reader that keeps old pages in use does not fail the request: the
+    /// scrub is retried in the background until it completes.
+    pub(crate) async fn scrub(&self) -> ApiResult<()> {
+        if self.store.scrub().await? {
+            return Ok(());
+        }
+        tracing::warn!("deleted rows not yet scrubbed from the WAL: a reader holds old pages; retrying");
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            for attempt in 1u32.. {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                match store.scrub().await {
+                    Ok(true) => {
+                        tracing::info!(attempt, "deleted rows scrubbed from the WAL");
+                        return;
+                    }
+                    Ok(false) if attempt % 60 == 0 => tracing::warn!(attempt, "WAL scrub still blocked by a reader"),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(attempt, "WAL scrub failed: {e}"),
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// Whether `u` is still the key material in use: no seal since it was taken
     /// (a seal and a new unseal in between count as a seal).
     pub(crate) fn still_unsealed(&self, u: &Unsealed) -> bool {

@@ -188,7 +188,7 @@ pub(crate) async fn handle(core: &Core, rest: &str, req: Request) -> ApiResult<R
             core.keys_changed();
             core.keys.retain(|id| !(id.namespace == ns && id.mount == mount));
             // Its keys' wrapped bytes must not linger in the WAL.
-            core.store.scrub().await?;
+            core.scrub().await?;
             Ok(Reply::NoContent)
         }
         Operation::List => Err(ApiError::MethodNotAllowed),

@@ -177,7 +177,7 @@ async fn shred(core: &Core, u: &Unsealed, caller: &Caller, name: &str) -> ApiRes
     core.invalidate_auth();
     crate::core::write(&core.policies).retain(|(ns, _), _| ns != name);
     tracing::warn!(tenant = name, by = %caller.token.accessor, "tenant shredded");
-    core.store.scrub().await?;
+    core.scrub().await?;
     Ok(Reply::NoContent)
 }
 
@@ -224,7 +224,7 @@ pub(crate) async fn rotate_tenant_key(core: &Core, u: &Unsealed, name: &str) -> 
     // The caches go first: a failed scrub must not leave the old tenant key current here.
     core.forget_tenant(u, name);
     core.forget_namespace(name);
-    core.store.scrub().await?;
+    core.scrub().await?;
     Ok(v)
 }
 

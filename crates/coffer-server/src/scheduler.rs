@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_core::keyring::KeyConfig;
+use coffer_store::{DuePlace, TransitKeyRow};
 
 use crate::core::{Core, KeyId, Unsealed};
 use crate::error::{ApiError, ApiResult};
@@ -30,46 +31,93 @@ pub async fn rotate_due(core: &Core) -> ApiResult<Rotated> {
     };
     let now = core.now();
     let mut done = Rotated::default();
-    for row in core.store.transit_keys_due(now, BATCH).await? {
-        if !core.still_unsealed(&u) {
-            return Ok(done);
-        }
-        let id = KeyId {
-            namespace: row.namespace.clone(),
-            mount: row.mount.clone(),
-            name: row.name.clone(),
+    // Paged past keys that stay due (one whose rotation fails), so none holds back the rest.
+    let mut place = DuePlace::start();
+    loop {
+        let page = core.store.transit_keys_due(now, &place, BATCH).await?;
+        let Some(last) = page.last() else { break };
+        place = DuePlace {
+            deadline: last.next_rotation.unwrap_or(i64::MIN),
+            namespace: last.namespace.clone(),
+            mount: last.mount.clone(),
+            name: last.name.clone(),
         };
-        match rotate_key_if_due(core, &u, &id, &row.config).await {
-            Ok(true) => {
-                done.keys += 1;
-                tracing::info!(key = %row.name, tenant = %row.namespace, "rotated on schedule");
+        let full = page.len() == BATCH as usize;
+        for row in page {
+            if !core.still_unsealed(&u) {
+                return Ok(done);
             }
-            Ok(false) => {}
-            Err(e) => tracing::error!(key = %row.name, tenant = %row.namespace, "scheduled rotation failed: {e}"),
+            rotate_one(core, &u, &row, &mut done).await;
+        }
+        if !full {
+            break;
         }
     }
-    for n in core.store.namespaces_due(now, BATCH).await? {
-        if !core.still_unsealed(&u) {
-            return Ok(done);
-        }
-        // A shredded tenant's rows put back from a copy are not worked on.
-        if core.store.is_tombstoned(&n.id).await? {
-            continue;
-        }
-        match crate::namespaces::rotate_tenant_key(core, &u, &n.name).await {
-            Ok(_) => {
-                done.tenants += 1;
-                tracing::info!(tenant = %n.name, "tenant key rotated on schedule");
+    let mut place = DuePlace::start();
+    loop {
+        let page = core.store.namespaces_due(now, &place, BATCH).await?;
+        let Some(last) = page.last() else { break };
+        place = DuePlace {
+            deadline: last.next_rotation.unwrap_or(i64::MIN),
+            namespace: last.name.clone(),
+            ..DuePlace::start()
+        };
+        let full = page.len() == BATCH as usize;
+        for n in page {
+            if !core.still_unsealed(&u) {
+                return Ok(done);
             }
-            Err(e) => tracing::error!(tenant = %n.name, "scheduled tenant key rotation failed: {e}"),
+            // A shredded tenant's rows put back from a copy are not worked on.
+            if core.store.is_tombstoned(&n.id).await? {
+                continue;
+            }
+            let rotated = match crate::audit_record::rotation(core, &n.name, None, None, "schedule").await {
+                Ok(()) => crate::namespaces::rotate_tenant_key(core, &u, &n.name).await,
+                Err(e) => Err(e),
+            };
+            match rotated {
+                Ok(_) => {
+                    done.tenants += 1;
+                    tracing::info!(tenant = %n.name, "tenant key rotated on schedule");
+                }
+                Err(e) => tracing::error!(tenant = %n.name, "scheduled tenant key rotation failed: {e}"),
+            }
+        }
+        if !full {
+            break;
         }
     }
     Ok(done)
 }
 
+/// Rotates one due key, logging (not returning) a failure.
+async fn rotate_one(core: &Core, u: &Unsealed, row: &TransitKeyRow, done: &mut Rotated) {
+    let id = KeyId {
+        namespace: row.namespace.clone(),
+        mount: row.mount.clone(),
+        name: row.name.clone(),
+    };
+    match rotate_key_if_due(core, u, &id, &row.config).await {
+        Ok(true) => {
+            done.keys += 1;
+            tracing::info!(key = %row.name, tenant = %row.namespace, "rotated on schedule");
+        }
+        Ok(false) => {}
+        Err(e) => tracing::error!(key = %row.name, tenant = %row.namespace, "scheduled rotation failed: {e}"),
+    }
+}
+
 async fn rotate_key_if_due(core: &Core, u: &Unsealed, id: &KeyId, stored: &str) -> ApiResult<bool> {
     let before: KeyConfig =
         serde_json::from_str(stored).map_err(|e| ApiError::Internal(format!("stored key {}: {e}", id.name)))?;
+    crate::audit_record::rotation(
+        core,
+        &id.namespace,
+        Some(&id.name),
+        Some(before.latest_version),
+        "schedule",
+    )
+    .await?;
     let mut rotated = false;
     mutate(core, u, id, |ring, tenant, now| {
         if ring.config.latest_version != before.latest_version || next_rotation(ring).is_none_or(|t| t > now) {

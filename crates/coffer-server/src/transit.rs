@@ -94,7 +94,7 @@ async fn load(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Option<Arc<Key
     Ok(Some(ring))
 }
 
-async fn require(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Arc<Keyring>> {
+pub(crate) async fn require(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Arc<Keyring>> {
     load(core, u, id)
         .await?
         .ok_or_else(|| ApiError::bad(format!("encryption key not found: {}", id.name)))
@@ -250,7 +250,7 @@ pub(crate) async fn handle(
                     })
                     .await?;
                     // The trimmed versions' wrapped bytes must not linger in the WAL.
-                    core.store.scrub().await?;
+                    core.scrub().await?;
                     trimmed
                 }
                 _ => return Err(ApiError::UnsupportedPath),
@@ -340,11 +340,9 @@ fn hash(algo: Option<&str>, p: &Params) -> ApiResult<Reply> {
 async fn list_keys(core: &Core, mount: &MountRow, overdue: bool) -> ApiResult<Reply> {
     let mount_name = mount.path.trim_end_matches('/');
     let names: Vec<String> = if overdue {
-        let due = core.store.transit_keys_due(core.now(), u32::MAX).await?;
-        due.into_iter()
-            .filter(|k| k.namespace == mount.namespace && k.mount == mount_name)
-            .map(|k| k.name)
-            .collect()
+        core.store
+            .transit_keys_due_in(&mount.namespace, mount_name, core.now())
+            .await?
     } else {
         core.store.transit_key_names(&mount.namespace, mount_name).await?
     };
@@ -431,7 +429,7 @@ async fn delete_key(core: &Core, u: &Unsealed, id: &KeyId) -> ApiResult<Reply> {
     core.keys_changed();
     core.keys.remove(id);
     // The deleted key's wrapped bytes must not linger in the WAL.
-    core.store.scrub().await?;
+    core.scrub().await?;
     Ok(Reply::NoContent)
 }
 
@@ -714,10 +712,12 @@ async fn encrypt(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mu
             }
         }
     };
-    let ring = crate::usage::admitted(core, u, &id, ring, |r| version_counts(r, p, None)).await?;
+    let admitted = crate::usage::admitted(core, u, &id, ring, |r| version_counts(r, p, None)).await?;
+    let ring = &admitted.ring;
     let mut nonces = Nonces::new(batch_len(p)?);
     batch(p, Some(StatusCode::BAD_REQUEST), |item| {
         let (pt, aad, version) = encrypt_input(item)?;
+        admitted.check(ring.encryption_version(version)?)?;
         let (ciphertext, key_version) = ring.encrypt_with(&mut nonces, pt.as_bytes(), &aad, version)?;
         Ok(ItemOut::Ciphertext {
             ciphertext,
@@ -755,7 +755,8 @@ async fn rewrap(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mut
     let id = key_id(mount, name);
     let ring = require(core, u, &id).await?;
     let top_version = p.u32("key_version")?;
-    let ring = crate::usage::admitted(core, u, &id, ring, |r| version_counts(r, p, top_version)).await?;
+    let admitted = crate::usage::admitted(core, u, &id, ring, |r| version_counts(r, p, top_version)).await?;
+    let ring = &admitted.ring;
     let mut nonces = Nonces::new(batch_len(p)?);
     batch(p, None, |item| {
         refuse_unsupported(item)?;
@@ -765,12 +766,9 @@ async fn rewrap(core: &Core, u: &Unsealed, mount: &MountRow, name: &str, p: &mut
             .ok_or_else(|| ApiError::bad("missing ciphertext to rewrap"))?;
         let aad = aad(item)?;
         let (pt, _) = ring.decrypt(ct, &aad)?;
-        let (ciphertext, key_version) = ring.encrypt_with(
-            &mut nonces,
-            pt.as_bytes(),
-            &aad,
-            item.u32("key_version")?.or(top_version),
-        )?;
+        let version = item.u32("key_version")?.or(top_version);
+        admitted.check(ring.encryption_version(version)?)?;
+        let (ciphertext, key_version) = ring.encrypt_with(&mut nonces, pt.as_bytes(), &aad, version)?;
         Ok(ItemOut::Ciphertext {
             ciphertext,
             key_version,
@@ -796,9 +794,19 @@ async fn datakey(core: &Core, u: &Unsealed, mount: &MountRow, kind: &str, name: 
     if !matches!(bits, 128 | 256 | 512) {
         return Err(ApiError::bad("invalid bits: use 128, 256 or 512"));
     }
-    let ring = crate::usage::admitted(core, u, &id, ring, |r| version_counts(r, p, None)).await?;
+    // One message, under the version named at the top (datakey takes no batch).
+    let requested = p.u32("key_version")?;
+    let one = |r: &Keyring| {
+        Ok(vec![(
+            r.encryption_version(requested).unwrap_or(r.config.latest_version),
+            1,
+        )])
+    };
+    let admitted = crate::usage::admitted(core, u, &id, ring, one).await?;
+    let ring = &admitted.ring;
+    admitted.check(ring.encryption_version(requested)?)?;
     let key = Plaintext::new(rand::bytes(bits as usize / 8)?);
-    let (ct, v) = ring.encrypt(key.as_bytes(), &aad(p)?, p.u32("key_version")?)?;
+    let (ct, v) = ring.encrypt(key.as_bytes(), &aad(p)?, requested)?;
     let mut data = json!({ "ciphertext": ct, "key_version": v });
     if with_plaintext {
         data["plaintext"] = json!(plaintext_b64(&key));

@@ -22,6 +22,8 @@ pub struct AuditSessionRow {
     pub public: Vec<u8>,
     pub started: i64,
     pub node: String,
+    /// How the session key was derived: 1 without the node, 2 binding it.
+    pub kdf: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +144,7 @@ impl AuditStore {
     }
 
     pub async fn sessions(&self) -> Result<Vec<AuditSessionRow>> {
-        let rows = sqlx::query("SELECT id, key_version, public, started, node FROM audit_sessions ORDER BY id")
+        let rows = sqlx::query("SELECT id, key_version, public, started, node, kdf FROM audit_sessions ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
         Ok(rows
@@ -153,6 +155,7 @@ impl AuditStore {
                 public: bytes(r, "public"),
                 started: int(r, "started"),
                 node: r.try_get("node").unwrap_or_default(),
+                kdf: id(r, "kdf"),
             })
             .collect())
     }
@@ -185,9 +188,9 @@ impl AuditAppender {
         let tx = self.conn.transaction()?;
         if let Some(s) = session {
             tx.prepare_cached(
-                "INSERT INTO audit_sessions (id, key_version, public, started, node) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO audit_sessions (id, key_version, public, started, node, kdf) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(rusqlite::params![s.id, s.key_version, s.public, s.started, s.node])?;
+            .execute(rusqlite::params![s.id, s.key_version, s.public, s.started, s.node, s.kdf])?;
         }
         {
             let mut insert =
@@ -220,6 +223,7 @@ mod tests {
             public: vec![1; 32],
             started: 5,
             node: "n".into(),
+            kdf: 2,
         };
         let r = AuditRecordRow {
             seq: 1,

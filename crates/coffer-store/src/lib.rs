@@ -49,6 +49,27 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// A place in a walk over due items: its deadline, then its names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuePlace {
+    pub deadline: i64,
+    pub namespace: String,
+    pub mount: String,
+    pub name: String,
+}
+
+impl DuePlace {
+    /// Before every item.
+    pub fn start() -> Self {
+        DuePlace {
+            deadline: i64::MIN,
+            namespace: String::new(),
+            mount: String::new(),
+            name: String::new(),
+        }
+    }
+}
+
 /// One transit key version, by its place.
 #[derive(Debug, Clone, Copy)]
 pub struct VersionRef<'a> {
@@ -147,10 +168,12 @@ pub trait Store: Send + Sync + 'static {
     async fn mounts(&self) -> Result<Vec<MountRow>>;
     async fn transit_key(&self, namespace: &str, mount: &str, name: &str) -> Result<Option<TransitKeyRow>>;
     async fn transit_versions(&self, namespace: &str, mount: &str, name: &str) -> Result<Vec<TransitVersionRow>>;
-    /// Adds `n` to a version's count of encryptions if the sum stays within
-    /// `limit`, atomically (nodes sharing the store draw from one count).
-    /// False when it would not, or the version is gone.
-    async fn reserve_encryptions(&self, version: &VersionRef<'_>, n: u64, limit: u64) -> Result<bool>;
+    /// Reserves up to `block` encryptions of a version, and at least `need`,
+    /// within `limit`, atomically (one count for every node of a store), and
+    /// returns how many it may be sure it got: `block`, or `need` when the
+    /// count reached the limit, or 0 when not even `need` fit (or the
+    /// version is gone).
+    async fn reserve_encryptions(&self, version: &VersionRef<'_>, need: u64, block: u64, limit: u64) -> Result<u64>;
     /// A version's count of encryptions (None when it is gone).
     async fn encryptions(&self, version: &VersionRef<'_>) -> Result<Option<u64>>;
     async fn transit_key_names(&self, namespace: &str, mount: &str) -> Result<Vec<String>>;
@@ -172,10 +195,15 @@ pub trait Store: Send + Sync + 'static {
     async fn tombstones(&self) -> Result<Vec<TombstoneRow>>;
     /// Whether a tenant with this id was shredded.
     async fn is_tombstoned(&self, id: &str) -> Result<bool>;
-    /// Keys due for automatic rotation at `now`, at most `limit`.
-    async fn transit_keys_due(&self, now: i64, limit: u32) -> Result<Vec<TransitKeyRow>>;
-    /// Tenants whose key is due for rotation at `now`.
-    async fn namespaces_due(&self, now: i64, limit: u32) -> Result<Vec<NamespaceRow>>;
+    /// Keys due for automatic rotation at `now`, at most `limit`, in order
+    /// of (deadline, namespace, mount, name) and after `after` in it, so a
+    /// caller can page past keys that stay due.
+    async fn transit_keys_due(&self, now: i64, after: &DuePlace, limit: u32) -> Result<Vec<TransitKeyRow>>;
+    /// One mount's keys due for automatic rotation at `now`, by name.
+    async fn transit_keys_due_in(&self, namespace: &str, mount: &str, now: i64) -> Result<Vec<String>>;
+    /// Tenants whose key is due for rotation at `now`, in order of
+    /// (deadline, name) and after `after` in it (its namespace is the name).
+    async fn namespaces_due(&self, now: i64, after: &DuePlace, limit: u32) -> Result<Vec<NamespaceRow>>;
     /// Every transit key of a tenant (to rewrap under a new tenant key).
     async fn transit_keys_of(&self, namespace: &str) -> Result<Vec<TransitKeyRow>>;
     /// Keys stored before their settings carried a MAC.
@@ -183,5 +211,6 @@ pub trait Store: Send + Sync + 'static {
     /// Applies every op in one transaction: all or nothing.
     async fn apply(&self, ops: Vec<Op>) -> Result<()>;
     /// Makes deleted rows unrecoverable from the files (after a shred).
-    async fn scrub(&self) -> Result<()>;
+    /// False when a reader kept old pages in use: try again later.
+    async fn scrub(&self) -> Result<bool>;
 }

@@ -10,15 +10,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
-    CertRoleRow, MountRow, NamespaceRow, Op, Result, Store, StoreError, TenantKeyRow, TokenRow, TombstoneRow,
+    CertRoleRow, DuePlace, MountRow, NamespaceRow, Op, Result, Store, StoreError, TenantKeyRow, TokenRow, TombstoneRow,
     TransitKeyRow, TransitVersionRow, VersionRef,
 };
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "coffer.db";
-
-/// Tries at scrubbing the WAL, each after the busy timeout, 100 ms apart.
-const SCRUB_ATTEMPTS: u32 = 3;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -648,23 +645,48 @@ impl Store for SqliteStore {
             .collect::<Result<_>>()?)
     }
 
-    async fn transit_keys_due(&self, now: i64, limit: u32) -> Result<Vec<TransitKeyRow>> {
+    async fn transit_keys_due(&self, now: i64, after: &DuePlace, limit: u32) -> Result<Vec<TransitKeyRow>> {
         let rows = sqlx::query(
             "SELECT namespace, mount, name, config, next_rotation, config_mac FROM transit_keys \
-             WHERE next_rotation IS NOT NULL AND next_rotation <= ? ORDER BY next_rotation LIMIT ?",
+             WHERE next_rotation IS NOT NULL AND next_rotation <= ? \
+             AND (next_rotation, namespace, mount, name) > (?, ?, ?, ?) \
+             ORDER BY next_rotation, namespace, mount, name LIMIT ?",
         )
         .bind(now)
+        .bind(after.deadline)
+        .bind(&after.namespace)
+        .bind(&after.mount)
+        .bind(&after.name)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(transit_key_row).collect()
     }
 
-    async fn namespaces_due(&self, now: i64, limit: u32) -> Result<Vec<NamespaceRow>> {
+    async fn transit_keys_due_in(&self, namespace: &str, mount: &str, now: i64) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT * FROM namespaces WHERE next_rotation IS NOT NULL AND next_rotation <= ? ORDER BY next_rotation LIMIT ?",
+            "SELECT name FROM transit_keys WHERE namespace = ? AND mount = ? \
+             AND next_rotation IS NOT NULL AND next_rotation <= ? ORDER BY name",
+        )
+        .bind(namespace)
+        .bind(mount)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    async fn namespaces_due(&self, now: i64, after: &DuePlace, limit: u32) -> Result<Vec<NamespaceRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM namespaces WHERE next_rotation IS NOT NULL AND next_rotation <= ? \
+             AND (next_rotation, name) > (?, ?) ORDER BY next_rotation, name LIMIT ?",
         )
         .bind(now)
+        .bind(after.deadline)
+        .bind(&after.namespace)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
@@ -690,23 +712,33 @@ impl Store for SqliteStore {
         rows.iter().map(transit_key_row).collect()
     }
 
-    async fn reserve_encryptions(&self, v: &VersionRef<'_>, n: u64, limit: u64) -> Result<bool> {
-        let (Ok(n), Ok(limit)) = (i64::try_from(n), i64::try_from(limit)) else {
-            return Ok(false);
+    async fn reserve_encryptions(&self, v: &VersionRef<'_>, need: u64, block: u64, limit: u64) -> Result<u64> {
+        let (Ok(need), Ok(block), Ok(limit)) = (
+            i64::try_from(need),
+            i64::try_from(block.max(need)),
+            i64::try_from(limit),
+        ) else {
+            return Ok(0);
         };
-        let done = sqlx::query(
-            "UPDATE transit_key_versions SET encryptions = encryptions + ?1 \
-             WHERE namespace = ?2 AND mount = ?3 AND name = ?4 AND version = ?5 AND encryptions <= ?6 - ?1",
+        // Takes the whole block, or what is left under the limit if less.
+        let row = sqlx::query(
+            "UPDATE transit_key_versions SET encryptions = encryptions + MIN(?1, ?2 - encryptions) \
+             WHERE namespace = ?3 AND mount = ?4 AND name = ?5 AND version = ?6 AND encryptions <= ?2 - ?7 \
+             RETURNING encryptions",
         )
-        .bind(n)
+        .bind(block)
+        .bind(limit)
         .bind(v.namespace)
         .bind(v.mount)
         .bind(v.name)
         .bind(i64::from(v.version))
-        .bind(limit)
-        .execute(&self.pool)
+        .bind(need)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let Some(row) = row else { return Ok(0) };
+        let now: i64 = row.try_get(0)?;
+        // Below the limit the whole block was taken; at it, at least `need` was.
+        Ok(u64::try_from(if now < limit { block } else { need }).unwrap_or(0))
     }
 
     async fn encryptions(&self, v: &VersionRef<'_>) -> Result<Option<u64>> {
@@ -725,25 +757,15 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn scrub(&self) -> Result<()> {
+    async fn scrub(&self) -> Result<bool> {
         // Copy the WAL into the main file and truncate it, so no old page
-        // survives there. A reader holding an old snapshot makes the pragma
-        // answer "busy" rather than fail, so its answer is checked.
-        for attempt in 0..SCRUB_ATTEMPTS {
-            let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .fetch_one(&self.pool)
-                .await?;
-            let (busy, log, moved): (i64, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            if busy == 0 && log == moved {
-                return Ok(());
-            }
-            if attempt + 1 < SCRUB_ATTEMPTS {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        Err(StoreError::Backend(
-            "the WAL could not be scrubbed: a reader kept it in use".into(),
-        ))
+        // survives there. A reader holding an old snapshot (past the busy
+        // timeout) makes the pragma answer "busy" rather than fail.
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&self.pool)
+            .await?;
+        let (busy, log, moved): (i64, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        Ok(busy == 0 && log == moved)
     }
 
     async fn apply(&self, ops: Vec<Op>) -> Result<()> {
@@ -799,6 +821,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn due_keys_are_walked_in_pages_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        // Ties on the deadline are broken by name; "later" is not yet due; "other" is in another mount.
+        let mut ops = Vec::new();
+        for (name, mount, at) in [
+            ("b", "transit", 10),
+            ("a", "transit", 10),
+            ("c", "transit", 5),
+            ("d", "transit", 20),
+            ("e", "other", 7),
+            ("later", "transit", 99),
+        ] {
+            ops.push(Op::InsertTransitKey(TransitKeyRow {
+                mount: mount.into(),
+                next_rotation: Some(at),
+                ..key_row(name)
+            }));
+        }
+        s.apply(ops).await.unwrap();
+        let mut seen = Vec::new();
+        let mut place = DuePlace::start();
+        loop {
+            let page = s.transit_keys_due(50, &place, 2).await.unwrap();
+            let Some(last) = page.last() else { break };
+            place = DuePlace {
+                deadline: last.next_rotation.unwrap(),
+                namespace: last.namespace.clone(),
+                mount: last.mount.clone(),
+                name: last.name.clone(),
+            };
+            seen.extend(page.iter().map(|k| k.name.clone()));
+        }
+        assert_eq!(seen, ["c", "e", "a", "b", "d"]);
+        assert_eq!(
+            s.transit_keys_due_in("", "transit", 50).await.unwrap(),
+            ["a", "b", "c", "d"]
+        );
+        assert_eq!(s.transit_keys_due_in("", "transit", 9).await.unwrap(), ["c"]);
+        assert!(s.transit_keys_due_in("acme", "transit", 50).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn encryptions_are_reserved_up_to_the_limit_and_no_further() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(dir.path()).await.unwrap();
@@ -815,21 +880,29 @@ mod tests {
             version: 1,
         };
         assert_eq!(s.encryptions(&v1).await.unwrap(), Some(0));
-        assert!(s.reserve_encryptions(&v1, 60, 100).await.unwrap());
-        assert!(!s.reserve_encryptions(&v1, 41, 100).await.unwrap(), "past the limit");
-        assert_eq!(s.encryptions(&v1).await.unwrap(), Some(60), "a refusal counts nothing");
-        assert!(
-            s.reserve_encryptions(&v1, 40, 100).await.unwrap(),
-            "up to the limit exactly"
+        assert_eq!(
+            s.reserve_encryptions(&v1, 10, 60, 100).await.unwrap(),
+            60,
+            "the whole block"
         );
-        assert!(!s.reserve_encryptions(&v1, 1, 100).await.unwrap());
-        assert!(
-            !s.reserve_encryptions(&v1, u64::MAX, u64::MAX).await.unwrap(),
+        assert_eq!(
+            s.reserve_encryptions(&v1, 41, 50, 100).await.unwrap(),
+            0,
+            "past the limit"
+        );
+        assert_eq!(s.encryptions(&v1).await.unwrap(), Some(60), "a refusal counts nothing");
+        // A block larger than what is left takes the rest; the caller is sure only of its need.
+        assert_eq!(s.reserve_encryptions(&v1, 5, 50, 100).await.unwrap(), 5);
+        assert_eq!(s.encryptions(&v1).await.unwrap(), Some(100));
+        assert_eq!(s.reserve_encryptions(&v1, 1, 1, 100).await.unwrap(), 0);
+        assert_eq!(
+            s.reserve_encryptions(&v1, u64::MAX, u64::MAX, u64::MAX).await.unwrap(),
+            0,
             "no overflow"
         );
         assert_eq!(s.encryptions(&v1).await.unwrap(), Some(100));
         let gone = VersionRef { version: 2, ..v1 };
-        assert!(!s.reserve_encryptions(&gone, 1, 100).await.unwrap());
+        assert_eq!(s.reserve_encryptions(&gone, 1, 1, 100).await.unwrap(), 0);
         assert_eq!(s.encryptions(&gone).await.unwrap(), None);
     }
 
