@@ -139,6 +139,17 @@ async fn verify_names_each_kind_of_tampering() {
 
 #[tokio::test]
 async fn an_altered_session_is_found_by_the_server_and_its_records_still_exported() {
+    // Its public key, its node name (bound into the session key), or the derivation it names.
+    for edit in [
+        "UPDATE audit_sessions SET public = zeroblob(32) WHERE id = 1",
+        "UPDATE audit_sessions SET node = 'elsewhere' WHERE id = 1",
+        "UPDATE audit_sessions SET kdf = 1 WHERE id = 1",
+    ] {
+        an_altered_session_is_found(edit).await;
+    }
+}
+
+async fn an_altered_session_is_found(edit: &str) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let s = Server::with_config(&data);
@@ -146,8 +157,8 @@ async fn an_altered_session_is_found_by_the_server_and_its_records_still_exporte
     let (st, v) = s.call("POST", "transit/keys/k", Some(&root), None).await;
     assert_eq!(st, 200, "{v}");
     s.stop();
-    // The chain does not cover the session table: the public-key check cannot see this.
-    sql(&data, &["UPDATE audit_sessions SET public = zeroblob(32) WHERE id = 1"]).await;
+    // The chain does not cover the session table: the offline check cannot see this.
+    sql(&data, &[edit]).await;
     let (code, out) = verify(&data);
     assert_eq!(code, 0, "{out}");
     let s = Server::with_config(&data);
@@ -161,7 +172,7 @@ async fn an_altered_session_is_found_by_the_server_and_its_records_still_exporte
             v["data"]["first_bad_seq"].as_u64()
         ),
         (Some(false), Some("unreadable"), Some(1)),
-        "{v}"
+        "{edit}: {v}"
     );
     let (_, v) = s
         .call("GET", "sys/audit/export?since=2999-01-01T00:00:00Z", Some(&root), None)
