@@ -73,8 +73,9 @@ impl std::fmt::Debug for Client {
 }
 
 /// `https://`, or `http://` to a loopback address only (as the server allows
-/// plain HTTP only there): elsewhere the token would cross the network in the clear.
-fn check_address(addr: &str) -> Result<()> {
+/// plain HTTP only there): elsewhere the token would cross the network in the
+/// clear. True for plain HTTP.
+fn check_address(addr: &str) -> Result<bool> {
     let url = reqwest::Url::parse(addr).map_err(|e| ClientError::Protocol(format!("address {addr:?}: {e}")))?;
     let loopback = url.host_str().is_some_and(|h| {
         h.eq_ignore_ascii_case("localhost")
@@ -84,8 +85,8 @@ fn check_address(addr: &str) -> Result<()> {
                 .is_ok_and(|ip| ip.is_loopback())
     });
     match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
+        "https" => Ok(false),
+        "http" if loopback => Ok(true),
         "http" => Err(ClientError::Tls(format!(
             "{addr}: plain http:// would send the token in the clear; use https:// (http:// only to a loopback address)"
         ))),
@@ -103,7 +104,7 @@ impl Client {
 
     /// Like [`Client::new`], with a custom CA and/or a client certificate.
     pub fn with_tls(addr: &str, token: Option<String>, tls: &TlsOptions) -> Result<Self> {
-        check_address(addr)?;
+        let plain = check_address(addr)?;
         let mut b = reqwest::Client::builder();
         if let Some(ca) = &tls.ca_cert {
             let certs = reqwest::Certificate::from_pem_bundle(ca).map_err(|e| ClientError::Tls(format!("CA: {e}")))?;
@@ -131,6 +132,10 @@ impl Client {
         }
         // Redirects would carry the token and the body elsewhere (X-Vault-Token is not stripped).
         // The server's own deadline is 90 s by default: give it room to answer first.
+        // A proxy would see the token of a plain loopback connection in the clear.
+        if plain {
+            b = b.no_proxy();
+        }
         let http = b
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(std::time::Duration::from_secs(10))

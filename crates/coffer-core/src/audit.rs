@@ -171,7 +171,7 @@ fn derive(
         Error::DecryptionFailed,
         |shared| {
             let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt).extract(shared);
-            let node_len = node.map_or(0, str::len).to_be_bytes();
+            let node_len = (node.map_or(0, str::len) as u64).to_be_bytes();
             let info: Vec<&[u8]> = match node {
                 None => vec![b"coffer audit record key v1"],
                 Some(n) => vec![b"coffer audit record key v2", &node_len, n.as_bytes()],

@@ -677,9 +677,15 @@ impl Reader {
     pub(crate) fn open(&mut self, sessions: &[AuditSessionRow], r: &AuditRecordRow) -> Value {
         if !self.sessions.contains_key(&r.session) {
             let key = sessions.iter().find(|s| s.id == r.session).and_then(|s| {
+                // Only the two known derivations; any other value opens nothing.
+                let node = match s.kdf {
+                    1 => None,
+                    2 => Some(s.node.as_str()),
+                    _ => return None,
+                };
                 self.pairs
                     .get(&s.key_version)
-                    .and_then(|p| p.session_key(&s.public, (s.kdf >= 2).then_some(s.node.as_str())).ok())
+                    .and_then(|p| p.session_key(&s.public, node).ok())
                     .map(|k| (k, s.node.clone()))
             });
             match key {

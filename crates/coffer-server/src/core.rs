@@ -186,6 +186,40 @@ pub struct Core {
     auth_generation: AtomicU64,
     /// Bumped by every change to a tenant's row, before its cache entry is dropped.
     ns_generation: AtomicU64,
+    scrub_state: Arc<Mutex<ScrubState>>,
+}
+
+/// Scrubs still owed: changes that asked for one since the worker's last success.
+#[derive(Default)]
+pub(crate) struct ScrubState {
+    wanted: u64,
+    running: bool,
+}
+
+async fn scrub_until_done(store: Arc<dyn Store>, state: Arc<Mutex<ScrubState>>) {
+    let lock = || state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(delay).await;
+        let asked = lock().wanted;
+        match store.scrub(std::time::Duration::from_millis(100)).await {
+            Ok(true) => {
+                let mut s = lock();
+                if s.wanted == asked {
+                    s.running = false;
+                    tracing::info!("deleted rows scrubbed from the WAL");
+                    return;
+                }
+                // Changes came after this scrub began: it may not cover them.
+                delay = std::time::Duration::from_secs(1);
+            }
+            Ok(false) => delay = (delay * 2).min(std::time::Duration::from_secs(60)),
+            Err(e) => {
+                tracing::error!("WAL scrub failed: {e}");
+                delay = (delay * 2).min(std::time::Duration::from_secs(60));
+            }
+        }
+    }
 }
 
 /// Entries a cache may hold before it is emptied (bounded memory, simply).
@@ -314,6 +348,7 @@ impl Core {
             acl_cache: RwLock::new(HashMap::new()),
             auth_generation: AtomicU64::new(0),
             ns_generation: AtomicU64::new(0),
+            scrub_state: Arc::default(),
         })
     }
 
@@ -694,28 +729,25 @@ impl Core {
 
     /// Scrubs deleted rows out of the store's files (after a shred, a
     /// deleted key or trimmed versions). The change itself has committed, so
-    /// a reader that keeps old pages in use does not fail the request: the
-    /// scrub is retried in the background until it completes.
+    /// a reader that keeps old pages in use does not fail the request: one
+    /// background worker retries (backing off to a minute, waiting briefly
+    /// each time) until a scrub that began after every such change succeeds.
     pub(crate) async fn scrub(&self) -> ApiResult<()> {
-        if self.store.scrub().await? {
+        if self.store.scrub(std::time::Duration::from_secs(1)).await? {
             return Ok(());
         }
-        tracing::warn!("deleted rows not yet scrubbed from the WAL: a reader holds old pages; retrying");
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            for attempt in 1u32.. {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                match store.scrub().await {
-                    Ok(true) => {
-                        tracing::info!(attempt, "deleted rows scrubbed from the WAL");
-                        return;
-                    }
-                    Ok(false) if attempt % 60 == 0 => tracing::warn!(attempt, "WAL scrub still blocked by a reader"),
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(attempt, "WAL scrub failed: {e}"),
-                }
-            }
-        });
+        let start = {
+            let mut s = self
+                .scrub_state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.wanted += 1;
+            !std::mem::replace(&mut s.running, true)
+        };
+        if start {
+            tracing::warn!("deleted rows not yet scrubbed from the WAL: a reader holds old pages; retrying");
+            tokio::spawn(scrub_until_done(self.store.clone(), self.scrub_state.clone()));
+        }
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use coffer_store::{DuePlace, TransitKeyRow};
 
 use crate::core::{Core, KeyId, Unsealed};
 use crate::error::{ApiError, ApiResult};
-use crate::transit::{mutate, next_rotation, rotate_op};
+use crate::transit::{mutate_as, next_rotation, rotate_op};
 
 /// What one pass rotated.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub struct Rotated {
     pub tenants: usize,
 }
 
-/// Due items handled per pass; the next pass takes the rest.
+/// Due items read at a time; a pass walks them all, page by page.
 const BATCH: u32 = 1000;
 
 /// Rotates every key and tenant key whose period has passed. A key is
@@ -110,16 +110,8 @@ async fn rotate_one(core: &Core, u: &Unsealed, row: &TransitKeyRow, done: &mut R
 async fn rotate_key_if_due(core: &Core, u: &Unsealed, id: &KeyId, stored: &str) -> ApiResult<bool> {
     let before: KeyConfig =
         serde_json::from_str(stored).map_err(|e| ApiError::Internal(format!("stored key {}: {e}", id.name)))?;
-    crate::audit_record::rotation(
-        core,
-        &id.namespace,
-        Some(&id.name),
-        Some(before.latest_version),
-        "schedule",
-    )
-    .await?;
     let mut rotated = false;
-    mutate(core, u, id, |ring, tenant, now| {
+    mutate_as(core, u, id, Some("schedule"), |ring, tenant, now| {
         if ring.config.latest_version != before.latest_version || next_rotation(ring).is_none_or(|t| t > now) {
             return Ok(Vec::new());
         }

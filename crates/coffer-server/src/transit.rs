@@ -163,6 +163,22 @@ pub(crate) async fn mutate<F>(core: &Core, u: &Unsealed, id: &KeyId, f: F) -> Ap
 where
     F: FnOnce(&mut Keyring, &TenantKeys, i64) -> ApiResult<Vec<Op>>,
 {
+    mutate_as(core, u, id, None, f).await
+}
+
+/// [`mutate`], for a rotation the server makes on its own (`why`): made only
+/// if `f` still finds it due under the write lock, and recorded in the audit
+/// trail first (no record, no change).
+pub(crate) async fn mutate_as<F>(
+    core: &Core,
+    u: &Unsealed,
+    id: &KeyId,
+    why: Option<&str>,
+    f: F,
+) -> ApiResult<Arc<Keyring>>
+where
+    F: FnOnce(&mut Keyring, &TenantKeys, i64) -> ApiResult<Vec<Op>>,
+{
     let _w = core.write.lock().await;
     let current = load(core, u, id)
         .await?
@@ -170,6 +186,13 @@ where
     let tenant = core.tenant_keys(u, &id.namespace).await?;
     let mut ring = (*current).clone();
     let mut ops = f(&mut ring, &tenant, core.now())?;
+    if let Some(why) = why {
+        if ops.is_empty() {
+            return Ok(current);
+        }
+        let from = Some(current.config.latest_version);
+        crate::audit_record::rotation(core, &id.namespace, Some(&id.name), from, why).await?;
+    }
     ops.push(Op::UpdateTransitKey(config_row(u, id, &ring)?));
     core.store.apply(ops).await?;
     let ring = Arc::new(ring);

@@ -101,8 +101,7 @@ where
             ring = current;
             continue;
         }
-        crate::audit_record::rotation(core, &id.namespace, Some(&id.name), Some(latest), "encryption limit").await?;
-        ring = crate::transit::mutate(core, u, id, |r, tenant, now| {
+        ring = crate::transit::mutate_as(core, u, id, Some("encryption limit"), |r, tenant, now| {
             if r.config.latest_version != latest {
                 return Ok(Vec::new());
             }

@@ -210,7 +210,8 @@ pub trait Store: Send + Sync + 'static {
     async fn transit_keys_without_mac(&self) -> Result<Vec<TransitKeyRow>>;
     /// Applies every op in one transaction: all or nothing.
     async fn apply(&self, ops: Vec<Op>) -> Result<()>;
-    /// Makes deleted rows unrecoverable from the files (after a shred).
-    /// False when a reader kept old pages in use: try again later.
-    async fn scrub(&self) -> Result<bool>;
+    /// Makes deleted rows unrecoverable from the files (after a shred),
+    /// waiting at most `wait` for readers of old pages. False when one kept
+    /// them in use: try again later.
+    async fn scrub(&self, wait: std::time::Duration) -> Result<bool>;
 }

@@ -17,6 +17,9 @@ use crate::{
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "coffer.db";
 
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct SqliteStore {
     pool: SqlitePool,
 }
@@ -30,7 +33,7 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(BUSY_TIMEOUT)
             // Deleted rows are overwritten, so a shredded tenant's wrapped keys leave the file.
             .pragma("secure_delete", "ON");
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
@@ -721,6 +724,7 @@ impl Store for SqliteStore {
             return Ok(0);
         };
         // Takes the whole block, or what is left under the limit if less.
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE transit_key_versions SET encryptions = encryptions + MIN(?1, ?2 - encryptions) \
              WHERE namespace = ?3 AND mount = ?4 AND name = ?5 AND version = ?6 AND encryptions <= ?2 - ?7 \
@@ -733,8 +737,10 @@ impl Store for SqliteStore {
         .bind(v.name)
         .bind(i64::from(v.version))
         .bind(need)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        // Committed explicitly: an autocommit's failure would go unseen, and a block be granted twice.
+        tx.commit().await?;
         let Some(row) = row else { return Ok(0) };
         let now: i64 = row.try_get(0)?;
         // Below the limit the whole block was taken; at it, at least `need` was.
@@ -757,13 +763,24 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn scrub(&self) -> Result<bool> {
+    async fn scrub(&self, wait: Duration) -> Result<bool> {
         // Copy the WAL into the main file and truncate it, so no old page
-        // survives there. A reader holding an old snapshot (past the busy
-        // timeout) makes the pragma answer "busy" rather than fail.
-        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_one(&self.pool)
+        // survives there. A reader holding an old snapshot makes the pragma
+        // answer "busy" rather than fail; new writers wait while it waits
+        // for readers, so it waits `wait` at most.
+        let mut c = self.pool.acquire().await?;
+        let ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {ms}")))
+            .execute(&mut *c)
             .await?;
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *c).await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA busy_timeout = {}",
+            BUSY_TIMEOUT.as_millis()
+        )))
+        .execute(&mut *c)
+        .await?;
+        let row = row?;
         let (busy, log, moved): (i64, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
         Ok(busy == 0 && log == moved)
     }
@@ -818,6 +835,37 @@ mod tests {
         for f in [DB_FILE, "coffer.db-wal", "coffer.db-shm", crate::audit::AUDIT_DB_FILE] {
             assert_eq!(mode(&data.join(f)), 0o600, "{f}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_scrub_blocked_by_a_reader_says_so_and_succeeds_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        s.apply(vec![Op::InsertTransitKey(key_row("a"))]).await.unwrap();
+        // A reader on its own connection holds a snapshot from before the delete.
+        let url = format!("sqlite://{}", dir.path().join(DB_FILE).display());
+        let mut reader = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+        sqlx::query("SELECT count(*) FROM transit_keys")
+            .fetch_one(&mut reader)
+            .await
+            .unwrap();
+        s.apply(vec![Op::DeleteTransitKey {
+            namespace: String::new(),
+            mount: "transit".into(),
+            name: "a".into(),
+        }])
+        .await
+        .unwrap();
+        assert!(
+            !s.scrub(Duration::from_millis(50)).await.unwrap(),
+            "the reader keeps old pages"
+        );
+        sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+        assert!(s.scrub(Duration::from_millis(50)).await.unwrap());
+        assert_eq!(std::fs::metadata(dir.path().join("coffer.db-wal")).unwrap().len(), 0);
     }
 
     #[tokio::test]
