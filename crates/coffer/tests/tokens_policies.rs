@@ -264,9 +264,10 @@ async fn token_lookup_revoke_and_children() {
 #[tokio::test]
 async fn expired_and_used_up_tokens_are_refused() {
     let s = Server::dev();
-    let (t, _) = token(&s, json!({ "ttl": "1s" })).await;
+    // Expiry is kept in whole seconds: a 1 s token can lapse at once, so 3 s.
+    let (t, _) = token(&s, json!({ "ttl": "3s" })).await;
     assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&t), None).await.0, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
     assert_eq!(s.call("GET", "auth/token/lookup-self", Some(&t), None).await.0, 403);
 
     let (t, _) = token(&s, json!({ "num_uses": 2 })).await;
