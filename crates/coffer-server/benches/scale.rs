@@ -83,6 +83,34 @@ async fn encrypt(core: &Arc<Core>, ns: Option<&str>) -> String {
     v["data"]["ciphertext"].as_str().expect("ciphertext").to_owned()
 }
 
+/// Encrypts once to each tenant's key in turn (keys not in the cache when
+/// there are more of them), from `clients` concurrent callers: p50 and p99
+/// (µs) and encrypts per second.
+async fn encrypt_spread(core: &Arc<Core>, tenants: &[String], clients: usize) -> (f64, f64, f64) {
+    let t = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let core = core.clone();
+        let mine: Vec<String> = tenants.iter().skip(c).step_by(clients).cloned().collect();
+        set.spawn(async move {
+            let mut lat = Vec::with_capacity(mine.len());
+            for ns in &mine {
+                let t = Instant::now();
+                encrypt(&core, Some(ns)).await;
+                lat.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            lat
+        });
+    }
+    let mut lat = Vec::new();
+    while let Some(part) = set.join_next().await {
+        lat.extend(part.expect("task"));
+    }
+    let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    (lat[lat.len() / 2], lat[lat.len() * 99 / 100], rate)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let tenants: usize = std::env::var("SCALE_TENANTS")
@@ -142,6 +170,11 @@ async fn main() {
     decrypt_latency(&core, &hot, 1).await;
     let (m50, m99) = decrypt_latency(&core, &hot, 5).await;
     let (c50, c99) = decrypt_latency(&core, &work, 1).await;
+    // Encrypts to the same keys, read back from the store: each needs a
+    // reservation of its count of encryptions, written in groups.
+    let names: Vec<String> = work.iter().filter_map(|w| w.0.clone()).collect();
+    let (e50, e99, e1) = encrypt_spread(&core, &names, 1).await;
+    let (f50, f99, f16) = encrypt_spread(&core, &names, 16).await;
     let many_rss = rss_kib("VmRSS:");
 
     // One key with many versions: decrypt the oldest and the newest.
@@ -183,6 +216,11 @@ async fn main() {
         "| 1 key, {versions} versions (v1 and v{versions}) | {d50:.0} | {d99:.0} | {:.1} |",
         deep_rss as f64 / 1024.0
     );
+    println!();
+    println!("| encrypt to {used} keyed tenants round-robin (cache misses) | p50 (µs) | p99 (µs) | encrypts/s |");
+    println!("|---|---|---|---|");
+    println!("| 1 caller | {e50:.0} | {e99:.0} | {e1:.0} |");
+    println!("| 16 callers | {f50:.0} | {f99:.0} | {f16:.0} |");
     println!();
     println!(
         "provisioned {} tenants in {provision_s:.1} s; peak RSS {:.1} MiB",
