@@ -161,8 +161,8 @@ pub struct Core {
     progress: Mutex<Vec<Share>>,
     /// Serialises changes to keys, mounts, tokens and policies.
     pub(crate) write: tokio::sync::Mutex<()>,
-    /// Serialises reservations of encryptions in storage (rare: see `usage`).
-    pub(crate) usage: tokio::sync::Mutex<()>,
+    /// Reservations of encryptions in storage (see `usage`).
+    pub(crate) usage: crate::usage::Usage,
     pub(crate) mounts: RwLock<Vec<MountRow>>,
     /// Unwrapped keyrings in use; bounded, wiped on eviction. Fill through [`Core::cache_key`].
     pub(crate) keys: Lru<KeyId, Arc<Keyring>>,
@@ -326,6 +326,7 @@ impl Core {
             Some(raw) => serde_json::from_slice(&raw).ok(),
             None => None,
         };
+        let usage = crate::usage::Usage::start(store.clone());
         Ok(Core {
             store,
             clock,
@@ -334,7 +335,7 @@ impl Core {
             unsealed: RwLock::new(None),
             progress: Mutex::new(Vec::new()),
             write: tokio::sync::Mutex::new(()),
-            usage: tokio::sync::Mutex::new(()),
+            usage,
             mounts: RwLock::new(Vec::new()),
             keys: Lru::new(CoreOptions::default().key_cache),
             seal_epoch: AtomicU64::new(0),

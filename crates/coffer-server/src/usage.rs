@@ -4,10 +4,12 @@
 //! that reaches the limit is rotated out, as Vault does for its own barrier
 //! key.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use coffer_core::keyring::Keyring;
-use coffer_store::VersionRef;
+use coffer_store::{Reservation, Store, VersionRef};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::core::{Core, KeyId, Unsealed};
 use crate::error::{ApiError, ApiResult};
@@ -16,6 +18,103 @@ use crate::error::{ApiError, ApiResult};
 pub(crate) const DEFAULT_LIMIT: u64 = 3_865_470_566;
 /// The most reserved in storage at once: one write per this many messages.
 const MAX_BLOCK: u64 = 1 << 20;
+/// Locks that keep two requests from reserving for one version at once.
+const STRIPES: usize = 64;
+/// Reservations written in one transaction at most.
+const MAX_GROUP: usize = 256;
+
+/// Reservations in storage, written by one task in groups: keys read back
+/// into the cache each need one, and concurrent ones share a commit.
+pub(crate) struct Usage {
+    stripes: Vec<Mutex<()>>,
+    tx: mpsc::Sender<Job>,
+}
+
+struct Job {
+    id: KeyId,
+    version: u32,
+    need: u64,
+    block: u64,
+    limit: u64,
+    reply: oneshot::Sender<Result<u64, String>>,
+}
+
+impl Usage {
+    /// Starts the writer task (needs a tokio runtime).
+    pub(crate) fn start(store: Arc<dyn Store>) -> Self {
+        let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(write_groups(store, rx));
+        Usage {
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            tx,
+        }
+    }
+
+    fn stripe(&self, id: &KeyId, version: u32) -> &Mutex<()> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&id.namespace, &id.mount, &id.name, version).hash(&mut h);
+        &self.stripes[(h.finish() % STRIPES as u64) as usize]
+    }
+
+    async fn reserve(&self, id: &KeyId, version: u32, need: u64, block: u64, limit: u64) -> ApiResult<u64> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            id: id.clone(),
+            version,
+            need,
+            block,
+            limit,
+            reply,
+        };
+        let stopped = || ApiError::Internal("the reservation writer stopped".into());
+        self.tx.send(job).await.map_err(|_| stopped())?;
+        answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(|e| ApiError::Internal(format!("reserving encryptions: {e}")))
+    }
+}
+
+async fn write_groups(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let asks: Vec<Reservation<'_>> = jobs
+            .iter()
+            .map(|j| Reservation {
+                version: VersionRef {
+                    namespace: &j.id.namespace,
+                    mount: &j.id.mount,
+                    name: &j.id.name,
+                    version: j.version,
+                },
+                need: j.need,
+                block: j.block,
+                limit: j.limit,
+            })
+            .collect();
+        let result = store.reserve_encryptions(&asks).await;
+        drop(asks);
+        match result {
+            Ok(got) => {
+                for (j, g) in jobs.into_iter().zip(got) {
+                    let _ = j.reply.send(Ok(g));
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                for j in jobs {
+                    let _ = j.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
 
 /// The keyring a request seals with, and versions it named that may seal no more.
 pub(crate) struct Admitted {
@@ -47,14 +146,8 @@ async fn admit(core: &Core, id: &KeyId, ring: &Keyring, counts: &[(u32, u64)]) -
         if a.take(n) {
             continue;
         }
-        // One reservation at a time: the others find it covers them too.
-        let _one = core.usage.lock().await;
-        let at = VersionRef {
-            namespace: &id.namespace,
-            mount: &id.mount,
-            name: &id.name,
-            version,
-        };
+        // One reservation per version at a time: the others find it covers them too.
+        let _one = core.usage.stripe(id, version).lock().await;
         loop {
             let need = a.shortfall();
             if need == 0 {
@@ -65,7 +158,7 @@ async fn admit(core: &Core, id: &KeyId, ring: &Keyring, counts: &[(u32, u64)]) -
                 break;
             }
             let block = a.next_block(need, MAX_BLOCK.min(limit / 64));
-            match core.store.reserve_encryptions(&at, need, block, limit).await? {
+            match core.usage.reserve(id, version, need, block, limit).await? {
                 0 => a.exhaust(),
                 got => a.grant(got),
             }

@@ -49,6 +49,15 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// One ask of [`Store::reserve_encryptions`].
+#[derive(Debug, Clone, Copy)]
+pub struct Reservation<'a> {
+    pub version: VersionRef<'a>,
+    pub need: u64,
+    pub block: u64,
+    pub limit: u64,
+}
+
 /// A place in a walk over due items: its deadline, then its names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DuePlace {
@@ -168,12 +177,12 @@ pub trait Store: Send + Sync + 'static {
     async fn mounts(&self) -> Result<Vec<MountRow>>;
     async fn transit_key(&self, namespace: &str, mount: &str, name: &str) -> Result<Option<TransitKeyRow>>;
     async fn transit_versions(&self, namespace: &str, mount: &str, name: &str) -> Result<Vec<TransitVersionRow>>;
-    /// Reserves up to `block` encryptions of a version, and at least `need`,
-    /// within `limit`, atomically (one count for every node of a store), and
-    /// returns how many it may be sure it got: `block`, or `need` when the
-    /// count reached the limit, or 0 when not even `need` fit (or the
-    /// version is gone).
-    async fn reserve_encryptions(&self, version: &VersionRef<'_>, need: u64, block: u64, limit: u64) -> Result<u64>;
+    /// For each ask, reserves up to `block` encryptions of a version, and at
+    /// least `need`, within `limit`, atomically (one count for every node of
+    /// a store), all in one transaction; returns, per ask, how many it may be
+    /// sure it got: `block`, or `need` when the count reached the limit, or
+    /// 0 when not even `need` fit (or the version is gone).
+    async fn reserve_encryptions(&self, asks: &[Reservation<'_>]) -> Result<Vec<u64>>;
     /// A version's count of encryptions (None when it is gone).
     async fn encryptions(&self, version: &VersionRef<'_>) -> Result<Option<u64>>;
     async fn transit_key_names(&self, namespace: &str, mount: &str) -> Result<Vec<String>>;

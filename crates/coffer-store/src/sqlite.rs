@@ -10,8 +10,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
-    CertRoleRow, DuePlace, MountRow, NamespaceRow, Op, Result, Store, StoreError, TenantKeyRow, TokenRow, TombstoneRow,
-    TransitKeyRow, TransitVersionRow, VersionRef,
+    CertRoleRow, DuePlace, MountRow, NamespaceRow, Op, Reservation, Result, Store, StoreError, TenantKeyRow, TokenRow,
+    TombstoneRow, TransitKeyRow, TransitVersionRow, VersionRef,
 };
 
 /// File name of the database inside the data directory.
@@ -126,6 +126,36 @@ fn conflict(e: sqlx::Error, what: &'static str) -> StoreError {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what),
         _ => e.into(),
     }
+}
+
+/// One ask of `reserve_encryptions`: the whole block, or what is left under
+/// the limit if less but at least `need`.
+async fn reserve_one(tx: &mut Transaction<'_, Sqlite>, a: &Reservation<'_>) -> Result<u64> {
+    let (Ok(need), Ok(block), Ok(limit)) = (
+        i64::try_from(a.need),
+        i64::try_from(a.block.max(a.need)),
+        i64::try_from(a.limit),
+    ) else {
+        return Ok(0);
+    };
+    let row = sqlx::query(
+        "UPDATE transit_key_versions SET encryptions = encryptions + MIN(?1, ?2 - encryptions) \
+         WHERE namespace = ?3 AND mount = ?4 AND name = ?5 AND version = ?6 AND encryptions <= ?2 - ?7 \
+         RETURNING encryptions",
+    )
+    .bind(block)
+    .bind(limit)
+    .bind(a.version.namespace)
+    .bind(a.version.mount)
+    .bind(a.version.name)
+    .bind(i64::from(a.version.version))
+    .bind(need)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(0) };
+    let now: i64 = row.try_get(0)?;
+    // Below the limit the whole block was taken; at it, at least `need` was.
+    Ok(u64::try_from(if now < limit { block } else { need }).unwrap_or(0))
 }
 
 async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
@@ -715,36 +745,15 @@ impl Store for SqliteStore {
         rows.iter().map(transit_key_row).collect()
     }
 
-    async fn reserve_encryptions(&self, v: &VersionRef<'_>, need: u64, block: u64, limit: u64) -> Result<u64> {
-        let (Ok(need), Ok(block), Ok(limit)) = (
-            i64::try_from(need),
-            i64::try_from(block.max(need)),
-            i64::try_from(limit),
-        ) else {
-            return Ok(0);
-        };
-        // Takes the whole block, or what is left under the limit if less.
+    async fn reserve_encryptions(&self, asks: &[Reservation<'_>]) -> Result<Vec<u64>> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "UPDATE transit_key_versions SET encryptions = encryptions + MIN(?1, ?2 - encryptions) \
-             WHERE namespace = ?3 AND mount = ?4 AND name = ?5 AND version = ?6 AND encryptions <= ?2 - ?7 \
-             RETURNING encryptions",
-        )
-        .bind(block)
-        .bind(limit)
-        .bind(v.namespace)
-        .bind(v.mount)
-        .bind(v.name)
-        .bind(i64::from(v.version))
-        .bind(need)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let mut got = Vec::with_capacity(asks.len());
+        for a in asks {
+            got.push(reserve_one(&mut tx, a).await?);
+        }
         // Committed explicitly: an autocommit's failure would go unseen, and a block be granted twice.
         tx.commit().await?;
-        let Some(row) = row else { return Ok(0) };
-        let now: i64 = row.try_get(0)?;
-        // Below the limit the whole block was taken; at it, at least `need` was.
-        Ok(u64::try_from(if now < limit { block } else { need }).unwrap_or(0))
+        Ok(got)
     }
 
     async fn encryptions(&self, v: &VersionRef<'_>) -> Result<Option<u64>> {
@@ -911,6 +920,10 @@ mod tests {
         assert!(s.transit_keys_due_in("acme", "transit", 50).await.unwrap().is_empty());
     }
 
+    async fn one(s: &SqliteStore, r: Reservation<'_>) -> u64 {
+        s.reserve_encryptions(&[r]).await.unwrap()[0]
+    }
+
     #[tokio::test]
     async fn encryptions_are_reserved_up_to_the_limit_and_no_further() {
         let dir = tempfile::tempdir().unwrap();
@@ -928,29 +941,31 @@ mod tests {
             version: 1,
         };
         assert_eq!(s.encryptions(&v1).await.unwrap(), Some(0));
-        assert_eq!(
-            s.reserve_encryptions(&v1, 10, 60, 100).await.unwrap(),
-            60,
-            "the whole block"
-        );
-        assert_eq!(
-            s.reserve_encryptions(&v1, 41, 50, 100).await.unwrap(),
-            0,
-            "past the limit"
-        );
+        let ask = |version, need, block, limit| Reservation {
+            version,
+            need,
+            block,
+            limit,
+        };
+        assert_eq!(one(&s, ask(v1, 10, 60, 100)).await, 60, "the whole block");
+        assert_eq!(one(&s, ask(v1, 41, 50, 100)).await, 0, "past the limit");
         assert_eq!(s.encryptions(&v1).await.unwrap(), Some(60), "a refusal counts nothing");
         // A block larger than what is left takes the rest; the caller is sure only of its need.
-        assert_eq!(s.reserve_encryptions(&v1, 5, 50, 100).await.unwrap(), 5);
+        assert_eq!(one(&s, ask(v1, 5, 50, 100)).await, 5);
         assert_eq!(s.encryptions(&v1).await.unwrap(), Some(100));
-        assert_eq!(s.reserve_encryptions(&v1, 1, 1, 100).await.unwrap(), 0);
-        assert_eq!(
-            s.reserve_encryptions(&v1, u64::MAX, u64::MAX, u64::MAX).await.unwrap(),
-            0,
-            "no overflow"
-        );
+        assert_eq!(one(&s, ask(v1, 1, 1, 100)).await, 0);
+        assert_eq!(one(&s, ask(v1, u64::MAX, u64::MAX, u64::MAX)).await, 0, "no overflow");
         assert_eq!(s.encryptions(&v1).await.unwrap(), Some(100));
         let gone = VersionRef { version: 2, ..v1 };
-        assert_eq!(s.reserve_encryptions(&gone, 1, 1, 100).await.unwrap(), 0);
+        // Several asks in one transaction, each answered on its own.
+        s.apply(vec![Op::PutTransitVersion(version_row("a", 3))]).await.unwrap();
+        let v3 = VersionRef { version: 3, ..v1 };
+        let got = s
+            .reserve_encryptions(&[ask(gone, 1, 1, 100), ask(v3, 1, 64, 100), ask(v3, 1, 64, 100)])
+            .await
+            .unwrap();
+        assert_eq!(got, [0, 64, 1]);
+        assert_eq!(s.encryptions(&v3).await.unwrap(), Some(100));
         assert_eq!(s.encryptions(&gone).await.unwrap(), None);
     }
 
