@@ -273,10 +273,10 @@ async fn request_data_in_flight_is_bounded() {
 
 #[tokio::test]
 async fn connections_are_capped_and_silent_ones_closed() {
-    let (_d, mut s) = limited("max_connections = 2\nrequest_timeout = \"1s\"\nidle_timeout = \"1s\"\n").await;
+    let (_d, mut s) = limited("max_connections = 2\nrequest_timeout = \"1s\"\nidle_timeout = \"2s\"\n").await;
     // Pooled connections would count: one request, one connection.
     s.use_client(reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap());
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     // Two clients connect and say nothing, not even which HTTP they speak.
     let silent: Vec<_> = (0..2)
         .map(|_| std::net::TcpStream::connect(s.hostport()).unwrap())
