@@ -297,7 +297,8 @@ fn derive_hmac_key(root: &Key256, purpose: &[u8]) -> hmac::Key {
 }
 
 impl Core {
-    /// Opens the server state over a store, without an audit trail.
+    /// Opens the server state over a store, without an audit trail. Call it
+    /// within the tokio runtime that will serve it: it starts a task there.
     pub async fn open(store: Arc<dyn Store>, clock: Clock) -> ApiResult<Self> {
         Self::open_audited(store, clock, Auditor::disabled(), None).await
     }

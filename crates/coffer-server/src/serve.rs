@@ -38,7 +38,11 @@ impl ConnLimits {
     pub(crate) fn new(limits: &Limits) -> Self {
         ConnLimits {
             slots: Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS))),
-            idle: (!limits.idle_timeout.is_zero()).then_some(limits.idle_timeout),
+            // A second past the request deadline, so a request's own 503 is never cut off.
+            idle: (!limits.idle_timeout.is_zero()).then(|| {
+                let after_request = limits.request_timeout.saturating_add(Duration::from_secs(1));
+                limits.idle_timeout.max(after_request)
+            }),
         }
     }
 }

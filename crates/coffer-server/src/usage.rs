@@ -20,8 +20,8 @@ pub(crate) const DEFAULT_LIMIT: u64 = 3_865_470_566;
 const MAX_BLOCK: u64 = 1 << 20;
 /// Locks that keep two requests from reserving for one version at once.
 const STRIPES: usize = 64;
-/// Reservations written in one transaction at most.
-const MAX_GROUP: usize = 256;
+/// Reservations written in one transaction at most (at most `STRIPES` wait at once).
+const MAX_GROUP: usize = STRIPES;
 
 /// Reservations in storage, written by one task in groups: keys read back
 /// into the cache each need one, and concurrent ones share a commit.
@@ -40,9 +40,9 @@ struct Job {
 }
 
 impl Usage {
-    /// Starts the writer task (needs a tokio runtime).
+    /// Starts the writer task: needs a tokio runtime, which must outlive the core.
     pub(crate) fn start(store: Arc<dyn Store>) -> Self {
-        let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
+        let (tx, rx) = mpsc::channel(MAX_GROUP);
         tokio::spawn(write_groups(store, rx));
         Usage {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
@@ -84,36 +84,60 @@ async fn write_groups(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let asks: Vec<Reservation<'_>> = jobs
-            .iter()
-            .map(|j| Reservation {
-                version: VersionRef {
-                    namespace: &j.id.namespace,
-                    mount: &j.id.mount,
-                    name: &j.id.name,
-                    version: j.version,
-                },
-                need: j.need,
-                block: j.block,
-                limit: j.limit,
-            })
-            .collect();
-        let result = store.reserve_encryptions(&asks).await;
-        drop(asks);
-        match result {
-            Ok(got) => {
-                for (j, g) in jobs.into_iter().zip(got) {
-                    let _ = j.reply.send(Ok(g));
+        let got = match reserve_group(&store, &jobs).await {
+            // One failure fails a group: each is tried alone, so only its own fails.
+            Err(_) if jobs.len() > 1 => {
+                let mut each = Vec::with_capacity(jobs.len());
+                for j in &jobs {
+                    each.push(
+                        reserve_group(&store, std::slice::from_ref(j))
+                            .await
+                            .and_then(|g| g.first().copied().ok_or_else(|| "no answer".to_owned())),
+                    );
                 }
+                each
             }
-            Err(e) => {
-                let e = e.to_string();
-                for j in jobs {
-                    let _ = j.reply.send(Err(e.clone()));
-                }
-            }
+            Err(e) => vec![Err(e)],
+            Ok(got) => got.into_iter().map(Ok).collect(),
+        };
+        for (j, g) in jobs.into_iter().zip(got) {
+            let _ = j.reply.send(g);
         }
     }
+}
+
+/// One transaction for `jobs`, on a task of its own: a panic in the store
+/// fails these reservations, not the writer. One answer per job, or an error.
+async fn reserve_group(store: &Arc<dyn Store>, jobs: &[Job]) -> Result<Vec<u64>, String> {
+    let owned: Vec<(KeyId, u32, u64, u64, u64)> = jobs
+        .iter()
+        .map(|j| (j.id.clone(), j.version, j.need, j.block, j.limit))
+        .collect();
+    let store = store.clone();
+    let n = owned.len();
+    let got = tokio::spawn(async move {
+        let asks: Vec<Reservation<'_>> = owned
+            .iter()
+            .map(|(id, version, need, block, limit)| Reservation {
+                version: VersionRef {
+                    namespace: &id.namespace,
+                    mount: &id.mount,
+                    name: &id.name,
+                    version: *version,
+                },
+                need: *need,
+                block: *block,
+                limit: *limit,
+            })
+            .collect();
+        store.reserve_encryptions(&asks).await.map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("the store failed: {e}"))??;
+    if got.len() != n {
+        return Err(format!("the store answered {} of {n} reservations", got.len()));
+    }
+    Ok(got)
 }
 
 /// The keyring a request seals with, and versions it named that may seal no more.
