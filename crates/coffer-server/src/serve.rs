@@ -154,3 +154,20 @@ where
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_outlives_its_request_deadline() {
+        let limits = |request: u64, idle: u64| Limits {
+            request_timeout: Duration::from_secs(request),
+            idle_timeout: Duration::from_secs(idle),
+            ..Limits::default()
+        };
+        assert_eq!(ConnLimits::new(&limits(90, 90)).idle, Some(Duration::from_secs(91)));
+        assert_eq!(ConnLimits::new(&limits(90, 300)).idle, Some(Duration::from_secs(300)));
+        assert_eq!(ConnLimits::new(&limits(0, 0)).idle, None, "no deadline");
+    }
+}
