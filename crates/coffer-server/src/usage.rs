@@ -4,7 +4,9 @@
 //! that reaches the limit is rotated out, as Vault does for its own barrier
 //! key.
 
+use std::future::Future;
 use std::hash::{Hash, Hasher};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use coffer_core::keyring::Keyring;
@@ -39,11 +41,39 @@ struct Job {
     reply: oneshot::Sender<Result<u64, String>>,
 }
 
+/// One reservation, owned: (key, version, need, block, limit).
+type Ask = (KeyId, u32, u64, u64, u64);
+/// Writes a group of reservations in one transaction: one answer per ask.
+type Writer = Arc<dyn Fn(Vec<Ask>) -> Pin<Box<dyn Future<Output = Result<Vec<u64>, String>> + Send>> + Send + Sync>;
+
 impl Usage {
     /// Starts the writer task: needs a tokio runtime, which must outlive the core.
     pub(crate) fn start(store: Arc<dyn Store>) -> Self {
+        Self::with_writer(Arc::new(move |asks: Vec<Ask>| {
+            let store = store.clone();
+            Box::pin(async move {
+                let refs: Vec<Reservation<'_>> = asks
+                    .iter()
+                    .map(|(id, version, need, block, limit)| Reservation {
+                        version: VersionRef {
+                            namespace: &id.namespace,
+                            mount: &id.mount,
+                            name: &id.name,
+                            version: *version,
+                        },
+                        need: *need,
+                        block: *block,
+                        limit: *limit,
+                    })
+                    .collect();
+                store.reserve_encryptions(&refs).await.map_err(|e| e.to_string())
+            })
+        }))
+    }
+
+    fn with_writer(writer: Writer) -> Self {
         let (tx, rx) = mpsc::channel(MAX_GROUP);
-        tokio::spawn(write_groups(store, rx));
+        tokio::spawn(write_groups(writer, rx));
         Usage {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             tx,
@@ -75,7 +105,7 @@ impl Usage {
     }
 }
 
-async fn write_groups(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
+async fn write_groups(writer: Writer, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -84,13 +114,13 @@ async fn write_groups(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let got = match reserve_group(&store, &jobs).await {
+        let got = match reserve_group(&writer, &jobs).await {
             // One failure fails a group: each is tried alone, so only its own fails.
             Err(_) if jobs.len() > 1 => {
                 let mut each = Vec::with_capacity(jobs.len());
                 for j in &jobs {
                     each.push(
-                        reserve_group(&store, std::slice::from_ref(j))
+                        reserve_group(&writer, std::slice::from_ref(j))
                             .await
                             .and_then(|g| g.first().copied().ok_or_else(|| "no answer".to_owned())),
                     );
@@ -108,32 +138,15 @@ async fn write_groups(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
 
 /// One transaction for `jobs`, on a task of its own: a panic in the store
 /// fails these reservations, not the writer. One answer per job, or an error.
-async fn reserve_group(store: &Arc<dyn Store>, jobs: &[Job]) -> Result<Vec<u64>, String> {
-    let owned: Vec<(KeyId, u32, u64, u64, u64)> = jobs
+async fn reserve_group(writer: &Writer, jobs: &[Job]) -> Result<Vec<u64>, String> {
+    let asks: Vec<Ask> = jobs
         .iter()
         .map(|j| (j.id.clone(), j.version, j.need, j.block, j.limit))
         .collect();
-    let store = store.clone();
-    let n = owned.len();
-    let got = tokio::spawn(async move {
-        let asks: Vec<Reservation<'_>> = owned
-            .iter()
-            .map(|(id, version, need, block, limit)| Reservation {
-                version: VersionRef {
-                    namespace: &id.namespace,
-                    mount: &id.mount,
-                    name: &id.name,
-                    version: *version,
-                },
-                need: *need,
-                block: *block,
-                limit: *limit,
-            })
-            .collect();
-        store.reserve_encryptions(&asks).await.map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| format!("the store failed: {e}"))??;
+    let n = asks.len();
+    let got = tokio::spawn(writer(asks))
+        .await
+        .map_err(|e| format!("the store failed: {e}"))??;
     if got.len() != n {
         return Err(format!("the store answered {} of {n} reservations", got.len()));
     }
@@ -232,4 +245,47 @@ where
         "this request seals more messages than a key version may ({})",
         core.options.encryption_limit
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> KeyId {
+        KeyId {
+            namespace: String::new(),
+            mount: "transit".into(),
+            name: name.into(),
+        }
+    }
+
+    /// Grants each ask its block; a group with key "bad" fails, one with "boom" panics.
+    fn fake() -> Usage {
+        Usage::with_writer(Arc::new(|asks: Vec<Ask>| {
+            Box::pin(async move {
+                if asks.iter().any(|a| a.0.name == "boom") {
+                    panic!("store panicked");
+                }
+                if asks.iter().any(|a| a.0.name == "bad") {
+                    return Err("disk full".to_owned());
+                }
+                Ok(asks.iter().map(|a| a.3).collect())
+            })
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_failing_reservation_fails_alone_and_the_writer_outlives_a_panic() {
+        let u = fake();
+        let (good, bad, boom) = (key("good"), key("bad"), key("boom"));
+        // Sent together, they share a group; the group fails, then each is tried alone.
+        let (ok, err) = tokio::join!(u.reserve(&good, 1, 1, 64, 100), u.reserve(&bad, 1, 1, 64, 100));
+        assert_eq!(ok.unwrap(), 64);
+        assert!(err.unwrap_err().to_string().contains("disk full"));
+        let (ok, err) = tokio::join!(u.reserve(&good, 1, 1, 32, 100), u.reserve(&boom, 1, 1, 64, 100));
+        assert_eq!(ok.unwrap(), 32);
+        assert!(err.unwrap_err().to_string().contains("the store failed"));
+        // The writer is still there.
+        assert_eq!(u.reserve(&good, 2, 1, 8, 100).await.unwrap(), 8);
+    }
 }
