@@ -406,6 +406,9 @@ async fn a_sink_that_fails_and_comes_back_leaves_no_gap_and_no_wedge() {
         )
     };
     assert_eq!(encrypt().await.0, 200);
+    // Let the idle writer's checkpoint line come and be read first: read
+    // after `stop`, it would take the reader away before the next request.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // The reader goes away after the next line.
     stop.store(true, Ordering::SeqCst);
     assert_eq!(encrypt().await.0, 200);
