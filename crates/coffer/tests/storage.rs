@@ -174,6 +174,11 @@ async fn encryptions(data: &Path, key: &str) -> Vec<(i64, i64)> {
         .unwrap()
 }
 
+/// A POST with the test's root token.
+async fn post(s: &Server, root: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    s.call("POST", path, Some(root), Some(body)).await
+}
+
 #[tokio::test]
 async fn a_version_that_sealed_its_limit_is_rotated_out_and_its_count_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,14 +192,7 @@ async fn a_version_that_sealed_its_limit_is_rotated_out_and_its_count_survives_a
     let mut versions = Vec::new();
     let mut samples = Vec::new();
     for _ in 0..25 {
-        let (st, v) = s
-            .call(
-                "POST",
-                "transit/encrypt/k",
-                Some(&root),
-                Some(json!({ "batch_input": items })),
-            )
-            .await;
+        let (st, v) = post(&s, &root, "transit/encrypt/k", json!({ "batch_input": items })).await;
         assert_eq!(st, 200, "{}", errors(&v));
         let results = v["data"]["batch_results"].as_array().unwrap();
         let kv = results[0]["key_version"].as_u64().unwrap();
@@ -216,51 +214,41 @@ async fn a_version_that_sealed_its_limit_is_rotated_out_and_its_count_survives_a
     assert_eq!(k["data"]["latest_version"], 3, "{k}");
     // Every version still decrypts.
     for ct in [&samples[0], &samples[10], &samples[24]] {
-        let (st, v) = s
-            .call(
-                "POST",
-                "transit/decrypt/k",
-                Some(&root),
-                Some(json!({ "ciphertext": ct })),
-            )
-            .await;
+        let (st, v) = post(&s, &root, "transit/decrypt/k", json!({ "ciphertext": ct })).await;
         assert_eq!(
             (st, v["data"]["plaintext"].as_str()),
             (200, Some(b64(&999u32.to_be_bytes()).as_str()))
         );
     }
     // A spent version named explicitly is refused, and nothing is counted for it.
-    let (st, v) = s
-        .call(
-            "POST",
-            "transit/encrypt/k",
-            Some(&root),
-            Some(json!({ "plaintext": b64(b"x"), "key_version": 1 })),
-        )
-        .await;
+    let (st, v) = post(
+        &s,
+        &root,
+        "transit/encrypt/k",
+        json!({ "plaintext": b64(b"x"), "key_version": 1 }),
+    )
+    .await;
     assert_eq!(st, 400, "{v}");
     assert!(errors(&v).contains("sealed as many messages as a version may"), "{v}");
     // In a batch only the item naming it fails; datakey counts too, whatever else it is sent.
-    let (st, v) = s
-        .call(
-            "POST",
-            "transit/encrypt/k",
-            Some(&root),
-            Some(json!({ "batch_input": [{ "plaintext": b64(b"x"), "key_version": 1 }, { "plaintext": b64(b"y") }] })),
-        )
-        .await;
+    let (st, v) = post(
+        &s,
+        &root,
+        "transit/encrypt/k",
+        json!({ "batch_input": [{ "plaintext": b64(b"x"), "key_version": 1 }, { "plaintext": b64(b"y") }] }),
+    )
+    .await;
     let results = v["data"]["batch_results"].as_array().unwrap();
     assert_eq!(st, 400, "{v}");
     assert!(results[0]["error"].as_str().unwrap().contains("sealed as many"), "{v}");
     assert_eq!(results[1]["key_version"], 3, "{v}");
-    let (st, v) = s
-        .call(
-            "POST",
-            "transit/datakey/plaintext/k",
-            Some(&root),
-            Some(json!({ "key_version": 1, "batch_input": [] })),
-        )
-        .await;
+    let (st, v) = post(
+        &s,
+        &root,
+        "transit/datakey/plaintext/k",
+        json!({ "key_version": 1, "batch_input": [] }),
+    )
+    .await;
     assert_eq!(st, 400, "{v}");
     // Each rotation was recorded, before it was made, with its reason.
     let (_, v) = s.call("GET", "sys/audit/export?kind=rotation", Some(&root), None).await;
@@ -277,23 +265,15 @@ async fn a_version_that_sealed_its_limit_is_rotated_out_and_its_count_survives_a
     // a single encrypt takes a fresh block of version 3's count.
     let s = Server::with_config_extra(&data, cfg);
     s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
-    let (st, v) = s
-        .call(
-            "POST",
-            "transit/encrypt/k",
-            Some(&root),
-            Some(json!({ "plaintext": b64(b"x"), "key_version": 1 })),
-        )
-        .await;
+    let (st, v) = post(
+        &s,
+        &root,
+        "transit/encrypt/k",
+        json!({ "plaintext": b64(b"x"), "key_version": 1 }),
+    )
+    .await;
     assert_eq!(st, 400, "{v}");
-    let (st, v) = s
-        .call(
-            "POST",
-            "transit/encrypt/k",
-            Some(&root),
-            Some(json!({ "plaintext": b64(b"x") })),
-        )
-        .await;
+    let (st, v) = post(&s, &root, "transit/encrypt/k", json!({ "plaintext": b64(b"x") })).await;
     assert_eq!((st, v["data"]["key_version"].as_u64()), (200, Some(3)), "{v}");
     let counts = encryptions(&data, "k").await;
     assert_eq!(counts[..2], [(1, 10_000), (2, 10_000)]);
