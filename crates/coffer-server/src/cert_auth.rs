@@ -197,6 +197,7 @@ pub(crate) async fn caller(core: &Core, req: &Request) -> ApiResult<Caller> {
         num_uses: 0,
         renewable: false,
         meta: json!({ "cert_name": role.name, "common_name": who.common_name }).to_string(),
+        mac: None,
     };
     Ok(Caller {
         token,
@@ -266,6 +267,7 @@ pub(crate) async fn login(core: &Core, u: &Unsealed, req: &Request, limiter: &Ra
         num_uses: 0,
         renewable: true,
         meta: meta.to_string(),
+        mac: None,
     };
     {
         let _w = core.write.lock().await;
@@ -440,6 +442,7 @@ async fn write_role(core: &Core, tenant: &str, name: &str, req: &Request) -> Api
         ttl,
         display_name,
         created: existing.as_ref().map_or(core.now(), |e| e.created),
+        mac: None,
     };
     core.store.apply(vec![Op::PutCertRole(row)]).await?;
     Ok(Reply::NoContent)
@@ -466,6 +469,7 @@ mod tests {
                 ttl: 0,
                 display_name: String::new(),
                 created: 0,
+                mac: None,
             };
             let chain = [cert.der().clone()];
             let who = Presented::parse(&chain).unwrap();

@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 use crate::audit::{Auditor, Reader};
 use crate::cache::Lru;
 use crate::error::{ApiError, ApiResult};
+use crate::integrity::Guarded;
 use coffer_core::audit::{RecordKeyPair, Signer};
 use coffer_store::audit::AuditStore;
 
@@ -30,6 +31,8 @@ const META_AUDIT_KEYS: &str = "audit_keys";
 const META_AUDIT_SIGNING: &str = "audit_signing";
 /// Set once every stored key's settings carry a MAC; from then on a missing one is an edit.
 const META_SETTINGS_MACS: &str = "key_settings_macs";
+/// Set once every token, policy, mount, tenant and certificate role row carries a MAC.
+const META_ROW_MACS: &str = "row_macs";
 
 fn meta_audit_record_private(version: u32) -> String {
     format!("audit_record_private/{version}")
@@ -153,7 +156,9 @@ pub(crate) struct KeyId {
 }
 
 pub struct Core {
+    /// The store through [`Guarded`]: rows that grant access are checked.
     pub(crate) store: Arc<dyn Store>,
+    rows: Arc<Guarded>,
     pub(crate) clock: Clock,
     seal_config: RwLock<Option<SealConfig>>,
     cluster: RwLock<Option<ClusterInfo>>,
@@ -275,6 +280,10 @@ fn derive_settings_key(root: &Key256) -> hmac::Key {
     derive_hmac_key(root, b"coffer key settings mac v1")
 }
 
+fn derive_row_key(root: &Key256) -> hmac::Key {
+    derive_hmac_key(root, b"coffer row mac v1")
+}
+
 fn derive_audit_hmac_key(root: &Key256) -> hmac::Key {
     derive_hmac_key(root, b"coffer audit hmac v1")
 }
@@ -327,9 +336,12 @@ impl Core {
             Some(raw) => serde_json::from_slice(&raw).ok(),
             None => None,
         };
+        let rows = Arc::new(Guarded::new(store));
+        let store: Arc<dyn Store> = rows.clone();
         let usage = crate::usage::Usage::start(store.clone());
         Ok(Core {
             store,
+            rows,
             clock,
             seal_config: RwLock::new(seal_config),
             cluster: RwLock::new(cluster),
@@ -457,6 +469,7 @@ impl Core {
                 created: now,
                 disabled: false,
                 next_rotation: self.next_tenant_rotation(now),
+                mac: None,
             }),
             Op::InsertToken(token_row),
             Op::PutMeta {
@@ -472,7 +485,8 @@ impl Core {
                 value: wrap::wrap(&root, &Label::audit("signing", 1), signing_seed.as_bytes())?.0,
             },
         ];
-        self.store.apply(ops).await?;
+        // Sealed still, so the rows are MACed with the key the unseal will derive.
+        self.rows.apply_with(&derive_row_key(&root), ops).await?;
         *write(&self.seal_config) = Some(config);
         *write(&self.cluster) = Some(cluster);
         self.auditor.set_record_key(1, record_pair.public_key()?);
@@ -539,14 +553,26 @@ impl Core {
             epoch: self.seal_epoch.load(Ordering::SeqCst),
         };
         self.mac_unmarked_settings(&unsealed).await?;
-        self.apply_tenant_rotation_period().await?;
-        *write(&self.mounts) = self.store.mounts().await?;
+        let row_key = derive_row_key(&unsealed.root);
+        self.mac_unmarked_rows(&row_key).await?;
+        // Installed before the reads below, which check rows; taken back if they fail.
+        self.rows.set_key(Some(row_key));
+        if let Err(e) = self.load_rows().await {
+            self.rows.set_key(None);
+            return Err(e);
+        }
         self.keys.clear();
         self.ns_generation.fetch_add(1, Ordering::SeqCst);
         self.namespaces.clear();
         // Last, once nothing above can fail: a failed unseal leaves no audit key in memory.
         self.auditor.set_unsealed(signer, Some(audit_hmac));
         *write(&self.unsealed) = Some(Arc::new(unsealed));
+        Ok(())
+    }
+
+    async fn load_rows(&self) -> ApiResult<()> {
+        self.apply_tenant_rotation_period().await?;
+        *write(&self.mounts) = self.store.mounts().await?;
         Ok(())
     }
 
@@ -599,6 +625,7 @@ impl Core {
     pub(crate) fn seal(&self) {
         self.auditor.set_unsealed(None, None);
         *write(&self.unsealed) = None;
+        self.rows.set_key(None);
         self.seal_epoch.fetch_add(1, Ordering::SeqCst);
         self.keys.clear();
         self.ns_generation.fetch_add(1, Ordering::SeqCst);
@@ -860,6 +887,28 @@ impl Core {
         });
         let _w = self.write.lock().await;
         self.store.apply(ops).await?;
+        Ok(())
+    }
+
+    /// Once, on the first unseal after upgrading: MACs the rows that grant
+    /// access stored before they carried one. Afterwards a row without one is refused.
+    async fn mac_unmarked_rows(&self, key: &hmac::Key) -> ApiResult<()> {
+        let raw = self.rows.inner();
+        if raw.meta(META_ROW_MACS).await?.is_some() {
+            return Ok(());
+        }
+        let _w = self.write.lock().await;
+        let mut ops: Vec<Op> = raw
+            .rows_without_mac()
+            .await?
+            .into_iter()
+            .map(|row| Op::SetRowMac(crate::integrity::sign_old(key, row)))
+            .collect();
+        ops.push(Op::PutMeta {
+            key: META_ROW_MACS.to_owned(),
+            value: b"1".to_vec(),
+        });
+        raw.apply(ops).await?;
         Ok(())
     }
 }

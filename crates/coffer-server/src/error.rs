@@ -45,7 +45,17 @@ pub enum ApiError {
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            // Rows that grant access cannot be checked without the root key.
+            StoreError::Sealed => ApiError::Sealed,
+            other => ApiError::Store(other),
+        }
+    }
 }
 
 impl ApiError {

@@ -21,6 +21,7 @@ mod core;
 mod error;
 mod http;
 mod hygiene;
+mod integrity;
 mod limits;
 mod mounts;
 mod namespaces;

@@ -19,6 +19,7 @@ pub(crate) fn mount_row(namespace: &str, path: &str, kind: &str, description: &s
         description: description.to_owned(),
         accessor: format!("{kind}_{}", &new_uuid()[..8]),
         created: now,
+        mac: None,
     })
 }
 
@@ -31,6 +32,7 @@ pub(crate) fn builtin_transit(namespace: &str) -> MountRow {
         description: "built in".into(),
         accessor: "transit_builtin".into(),
         created: 0,
+        mac: None,
     }
 }
 

@@ -118,6 +118,7 @@ async fn create(core: &Core, u: &Unsealed, name: &str) -> ApiResult<Reply> {
         created: now,
         disabled: false,
         next_rotation: core.next_tenant_rotation(now),
+        mac: None,
     };
     let tenant_key = Key256::generate()?;
     let wrapped = wrap::wrap_key(core.root_key(u), &Label::tenant(name, 1), &tenant_key)?;
@@ -245,6 +246,7 @@ pub(crate) async fn provision(core: &Core, u: &Unsealed, names: &[String]) -> Ap
                 created: now,
                 disabled: false,
                 next_rotation: core.next_tenant_rotation(now),
+                mac: None,
             }));
             ops.push(Op::PutTenantKey(TenantKeyRow {
                 namespace: name.clone(),

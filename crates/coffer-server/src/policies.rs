@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use coffer_core::policy::{DEFAULT_POLICY, Policy};
-use coffer_store::Op;
+use coffer_store::{Op, PolicyRow};
 use serde_json::json;
 
 use crate::core::{Core, read, write};
@@ -18,11 +18,11 @@ pub(crate) async fn load(core: &Core, namespace: &str, name: &str) -> ApiResult<
         return Ok(Some(p.clone()));
     }
     let seen = core.auth_generation();
-    let Some(body) = core.store.policy(namespace, name).await? else {
+    let Some(row) = core.store.policy(namespace, name).await? else {
         return Ok(None);
     };
     let parsed =
-        Arc::new(Policy::parse(name, &body).map_err(|e| ApiError::Internal(format!("stored policy {name}: {e}")))?);
+        Arc::new(Policy::parse(name, &row.body).map_err(|e| ApiError::Internal(format!("stored policy {name}: {e}")))?);
     let mut cache = write(&core.policies);
     // A policy write since the read: do not put the old text back.
     if core.auth_generation() == seen {
@@ -60,7 +60,7 @@ async fn body_of(core: &Core, namespace: &str, name: &str) -> ApiResult<Option<S
     match name {
         "default" => Ok(Some(DEFAULT_POLICY.trim_start().to_owned())),
         "root" => Ok(Some(String::new())),
-        other => core.store.policy(namespace, other).await.map_err(Into::into),
+        other => Ok(core.store.policy(namespace, other).await?.map(|p| p.body)),
     }
 }
 
@@ -102,11 +102,12 @@ pub(crate) async fn handle(core: &Core, rest: &str, req: Request, legacy: bool) 
             Policy::parse(&name, &text)?;
             let _w = core.write.lock().await;
             core.store
-                .apply(vec![Op::PutPolicy {
+                .apply(vec![Op::PutPolicy(PolicyRow {
                     namespace: ns.clone(),
                     name: name.clone(),
                     body: text,
-                }])
+                    mac: None,
+                })])
                 .await?;
             core.invalidate_auth();
             write(&core.policies).remove(&(ns, name));

@@ -53,6 +53,7 @@ pub(crate) fn root_token_row(key: &hmac::Key, id: &str, now: i64) -> ApiResult<T
         num_uses: 0,
         renewable: false,
         meta: "{}".into(),
+        mac: None,
     })
 }
 
@@ -344,6 +345,7 @@ async fn create(core: &Core, u: &Unsealed, caller: &Caller, req: &Request, orpha
         num_uses,
         renewable,
         meta: Value::Object(meta.clone()).to_string(),
+        mac: None,
     };
     {
         let _w = core.write.lock().await;

@@ -15,7 +15,8 @@ pub mod sqlite;
 use async_trait::async_trait;
 
 pub use rows::{
-    CertRoleRow, MountRow, NamespaceRow, TenantKeyRow, TokenRow, TombstoneRow, TransitKeyRow, TransitVersionRow,
+    CertRoleRow, GuardedRow, MountRow, NamespaceRow, PolicyRow, TenantKeyRow, TokenRow, TombstoneRow, TransitKeyRow,
+    TransitVersionRow,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,15 @@ pub enum StoreError {
     /// The backend failed (I/O, corruption, lock timeout).
     #[error("storage error: {0}")]
     Backend(String),
+    /// A row fails its integrity check: someone edited the database.
+    #[error("stored {0} fails its check: storage was altered")]
+    Altered(String),
+    /// A conditional update found the row changed since it was read.
+    #[error("{0} changed meanwhile")]
+    Changed(&'static str),
+    /// Rows are checked with a key that exists only while unsealed.
+    #[error("sealed: stored rows cannot be checked")]
+    Sealed,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -132,6 +142,12 @@ pub enum Op {
         ttl: i64,
         expires: Option<i64>,
     },
+    /// Rewrites a token's fields (all but its uses left) and MAC, if its MAC
+    /// is still `expect_mac`; else fails with [`StoreError::Changed`].
+    UpdateToken {
+        row: TokenRow,
+        expect_mac: Option<Vec<u8>>,
+    },
     /// Makes the children of `parent` orphans (they survive its revocation).
     OrphanChildren {
         parent: String,
@@ -146,6 +162,15 @@ pub enum Op {
         name: String,
         next_rotation: Option<i64>,
     },
+    /// Rewrites a tenant's state and MAC, if its MAC is still `expect_mac`;
+    /// else fails with [`StoreError::Changed`].
+    UpdateNamespace {
+        row: NamespaceRow,
+        expect_mac: Option<Vec<u8>>,
+    },
+    /// Gives a row from before MACs its MAC (the row's `mac`); a row that
+    /// already has one is left as it is.
+    SetRowMac(GuardedRow),
     /// Destroys every row of a tenant (keys, tokens, policies, mounts) and leaves the tombstone.
     ShredNamespace(TombstoneRow),
     /// Deletes tenant key versions below `below` (after a rewrap).
@@ -153,11 +178,7 @@ pub enum Op {
         namespace: String,
         below: u32,
     },
-    PutPolicy {
-        namespace: String,
-        name: String,
-        body: String,
-    },
+    PutPolicy(PolicyRow),
     DeletePolicy {
         namespace: String,
         name: String,
@@ -194,7 +215,7 @@ pub trait Store: Send + Sync + 'static {
     /// Spends one use of a limited-use token, atomically: the uses left, or
     /// None if the token is gone or used up (its last use deletes it).
     async fn consume_token_use(&self, accessor: &str) -> Result<Option<i64>>;
-    async fn policy(&self, namespace: &str, name: &str) -> Result<Option<String>>;
+    async fn policy(&self, namespace: &str, name: &str) -> Result<Option<PolicyRow>>;
     async fn policy_names(&self, namespace: &str) -> Result<Vec<String>>;
     async fn cert_role(&self, tenant: &str, name: &str) -> Result<Option<CertRoleRow>>;
     /// A tenant's certificate roles, by name.
@@ -217,6 +238,9 @@ pub trait Store: Send + Sync + 'static {
     async fn transit_keys_of(&self, namespace: &str) -> Result<Vec<TransitKeyRow>>;
     /// Keys stored before their settings carried a MAC.
     async fn transit_keys_without_mac(&self) -> Result<Vec<TransitKeyRow>>;
+    /// Tokens, policies, mounts, tenants and certificate roles stored before
+    /// their rows carried a MAC.
+    async fn rows_without_mac(&self) -> Result<Vec<GuardedRow>>;
     /// Applies every op in one transaction: all or nothing.
     async fn apply(&self, ops: Vec<Op>) -> Result<()>;
     /// Makes deleted rows unrecoverable from the files (after a shred),

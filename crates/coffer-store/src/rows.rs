@@ -18,6 +18,9 @@ pub struct MountRow {
     pub description: String,
     pub accessor: String,
     pub created: i64,
+    /// MAC over the row, made and checked by the server; `None` only on rows
+    /// from before it was kept.
+    pub mac: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +45,9 @@ pub struct NamespaceRow {
     pub created: i64,
     pub disabled: bool,
     pub next_rotation: Option<i64>,
+    /// MAC over the row, made and checked by the server; `None` only on rows
+    /// from before it was kept.
+    pub mac: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +91,20 @@ pub struct TokenRow {
     pub renewable: bool,
     /// JSON object of string metadata.
     pub meta: String,
+    /// MAC over the row, made and checked by the server; `None` only on rows
+    /// from before it was kept.
+    pub mac: Option<Vec<u8>>,
+}
+
+/// An ACL policy (HCL or JSON body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRow {
+    pub namespace: String,
+    pub name: String,
+    pub body: String,
+    /// MAC over the row, made and checked by the server; `None` only on rows
+    /// from before it was kept.
+    pub mac: Option<Vec<u8>>,
 }
 
 /// A client-certificate role (`auth/cert/certs/:name`).
@@ -105,4 +125,17 @@ pub struct CertRoleRow {
     pub ttl: i64,
     pub display_name: String,
     pub created: i64,
+    /// MAC over the row, made and checked by the server; `None` only on rows
+    /// from before it was kept.
+    pub mac: Option<Vec<u8>>,
+}
+
+/// A row whose integrity the server checks with a MAC (see [`crate::Op::SetRowMac`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardedRow {
+    Token(TokenRow),
+    Policy(PolicyRow),
+    Mount(MountRow),
+    Namespace(NamespaceRow),
+    CertRole(CertRoleRow),
 }

@@ -10,8 +10,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
-    CertRoleRow, DuePlace, MountRow, NamespaceRow, Op, Reservation, Result, Store, StoreError, TenantKeyRow, TokenRow,
-    TombstoneRow, TransitKeyRow, TransitVersionRow, VersionRef,
+    CertRoleRow, DuePlace, GuardedRow, MountRow, NamespaceRow, Op, PolicyRow, Reservation, Result, Store, StoreError,
+    TenantKeyRow, TokenRow, TombstoneRow, TransitKeyRow, TransitVersionRow, VersionRef,
 };
 
 /// File name of the database inside the data directory.
@@ -83,6 +83,7 @@ fn token_row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRow> {
         num_uses: r.try_get("num_uses")?,
         renewable: r.try_get::<i64, _>("renewable")? != 0,
         meta: r.try_get("meta")?,
+        mac: r.try_get("mac")?,
     })
 }
 
@@ -97,6 +98,7 @@ fn cert_role_row(r: &sqlx::sqlite::SqliteRow) -> Result<CertRoleRow> {
         ttl: r.try_get("ttl")?,
         display_name: r.try_get("display_name")?,
         created: r.try_get("created")?,
+        mac: r.try_get("mac")?,
     })
 }
 
@@ -107,6 +109,28 @@ fn namespace_row(r: &sqlx::sqlite::SqliteRow) -> Result<NamespaceRow> {
         created: r.try_get("created")?,
         disabled: r.try_get::<i64, _>("disabled")? != 0,
         next_rotation: r.try_get("next_rotation")?,
+        mac: r.try_get("mac")?,
+    })
+}
+
+fn mount_row(r: &sqlx::sqlite::SqliteRow) -> Result<MountRow> {
+    Ok(MountRow {
+        namespace: r.try_get("namespace")?,
+        path: r.try_get("path")?,
+        kind: r.try_get("kind")?,
+        description: r.try_get("description")?,
+        accessor: r.try_get("accessor")?,
+        created: r.try_get("created")?,
+        mac: r.try_get("mac")?,
+    })
+}
+
+fn policy_row(r: &sqlx::sqlite::SqliteRow) -> Result<PolicyRow> {
+    Ok(PolicyRow {
+        namespace: r.try_get("namespace")?,
+        name: r.try_get("name")?,
+        body: r.try_get("body")?,
+        mac: r.try_get("mac")?,
     })
 }
 
@@ -158,6 +182,38 @@ async fn reserve_one(tx: &mut Transaction<'_, Sqlite>, a: &Reservation<'_>) -> R
     Ok(u64::try_from(if now < limit { block } else { need }).unwrap_or(0))
 }
 
+/// Fills in the MAC of a row stored before MACs; one that has a MAC keeps it.
+async fn set_row_mac(tx: &mut Transaction<'_, Sqlite>, row: GuardedRow) -> Result<()> {
+    let q = match row {
+        GuardedRow::Token(t) => sqlx::query("UPDATE tokens SET mac = ? WHERE accessor = ? AND mac IS NULL")
+            .bind(t.mac)
+            .bind(t.accessor),
+        GuardedRow::Policy(p) => {
+            sqlx::query("UPDATE policies SET mac = ? WHERE namespace = ? AND name = ? AND mac IS NULL")
+                .bind(p.mac)
+                .bind(p.namespace)
+                .bind(p.name)
+        }
+        GuardedRow::Mount(m) => {
+            sqlx::query("UPDATE mounts SET mac = ? WHERE namespace = ? AND path = ? AND mac IS NULL")
+                .bind(m.mac)
+                .bind(m.namespace)
+                .bind(m.path)
+        }
+        GuardedRow::Namespace(n) => sqlx::query("UPDATE namespaces SET mac = ? WHERE name = ? AND mac IS NULL")
+            .bind(n.mac)
+            .bind(n.name),
+        GuardedRow::CertRole(c) => {
+            sqlx::query("UPDATE cert_roles SET mac = ? WHERE tenant = ? AND name = ? AND mac IS NULL")
+                .bind(c.mac)
+                .bind(c.tenant)
+                .bind(c.name)
+        }
+    };
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
 async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
     match op {
         Op::PutMeta { key, value } => {
@@ -179,7 +235,8 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
         }
         Op::InsertMount(m) => {
             sqlx::query(
-                "INSERT INTO mounts (namespace, path, kind, description, accessor, created) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO mounts (namespace, path, kind, description, accessor, created, mac) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(m.namespace)
             .bind(m.path)
@@ -187,6 +244,7 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
             .bind(m.description)
             .bind(m.accessor)
             .bind(m.created)
+            .bind(m.mac)
             .execute(&mut **tx)
             .await
             .map_err(|e| conflict(e, "mount"))?;
@@ -304,7 +362,7 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
         Op::InsertToken(t) => {
             sqlx::query(
                 "INSERT INTO tokens (accessor, hash, namespace, parent, policies, display_name, created, ttl, expires, \
-                 max_expires, num_uses, renewable, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 max_expires, num_uses, renewable, meta, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(t.accessor)
             .bind(t.hash)
@@ -319,6 +377,7 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
             .bind(t.num_uses)
             .bind(i64::from(t.renewable))
             .bind(t.meta)
+            .bind(t.mac)
             .execute(&mut **tx)
             .await
             .map_err(|e| conflict(e, "token"))?;
@@ -337,6 +396,32 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
                 .execute(&mut **tx)
                 .await?;
         }
+        Op::UpdateToken { row: t, expect_mac } => {
+            let done = sqlx::query(
+                "UPDATE tokens SET hash = ?, namespace = ?, parent = ?, policies = ?, display_name = ?, created = ?, \
+                 ttl = ?, expires = ?, max_expires = ?, renewable = ?, meta = ?, mac = ? \
+                 WHERE accessor = ? AND mac IS ?",
+            )
+            .bind(t.hash)
+            .bind(t.namespace)
+            .bind(t.parent)
+            .bind(t.policies)
+            .bind(t.display_name)
+            .bind(t.created)
+            .bind(t.ttl)
+            .bind(t.expires)
+            .bind(t.max_expires)
+            .bind(i64::from(t.renewable))
+            .bind(t.meta)
+            .bind(t.mac)
+            .bind(t.accessor)
+            .bind(expect_mac)
+            .execute(&mut **tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Changed("token"));
+            }
+        }
         Op::OrphanChildren { parent } => {
             sqlx::query("UPDATE tokens SET parent = NULL WHERE parent = ?")
                 .bind(parent)
@@ -344,15 +429,18 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
                 .await?;
         }
         Op::InsertNamespace(n) => {
-            sqlx::query("INSERT INTO namespaces (name, id, created, disabled, next_rotation) VALUES (?, ?, ?, ?, ?)")
-                .bind(n.name)
-                .bind(n.id)
-                .bind(n.created)
-                .bind(i64::from(n.disabled))
-                .bind(n.next_rotation)
-                .execute(&mut **tx)
-                .await
-                .map_err(|e| conflict(e, "namespace"))?;
+            sqlx::query(
+                "INSERT INTO namespaces (name, id, created, disabled, next_rotation, mac) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(n.name)
+            .bind(n.id)
+            .bind(n.created)
+            .bind(i64::from(n.disabled))
+            .bind(n.next_rotation)
+            .bind(n.mac)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| conflict(e, "namespace"))?;
         }
         Op::SetNamespaceDisabled { name, disabled } => {
             sqlx::query("UPDATE namespaces SET disabled = ? WHERE name = ?")
@@ -368,6 +456,25 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
                 .execute(&mut **tx)
                 .await?;
         }
+        Op::UpdateNamespace { row: n, expect_mac } => {
+            let done = sqlx::query(
+                "UPDATE namespaces SET id = ?, created = ?, disabled = ?, next_rotation = ?, mac = ? \
+                 WHERE name = ? AND mac IS ?",
+            )
+            .bind(n.id)
+            .bind(n.created)
+            .bind(i64::from(n.disabled))
+            .bind(n.next_rotation)
+            .bind(n.mac)
+            .bind(n.name)
+            .bind(expect_mac)
+            .execute(&mut **tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Changed("tenant"));
+            }
+        }
+        Op::SetRowMac(row) => set_row_mac(tx, row).await?,
         Op::ShredNamespace(t) => {
             for sql in [
                 "DELETE FROM transit_key_versions WHERE namespace = ?",
@@ -399,14 +506,15 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
                 .execute(&mut **tx)
                 .await?;
         }
-        Op::PutPolicy { namespace, name, body } => {
+        Op::PutPolicy(p) => {
             sqlx::query(
-                "INSERT INTO policies (namespace, name, body) VALUES (?, ?, ?) \
-                 ON CONFLICT (namespace, name) DO UPDATE SET body = excluded.body",
+                "INSERT INTO policies (namespace, name, body, mac) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (namespace, name) DO UPDATE SET body = excluded.body, mac = excluded.mac",
             )
-            .bind(namespace)
-            .bind(name)
-            .bind(body)
+            .bind(p.namespace)
+            .bind(p.name)
+            .bind(p.body)
+            .bind(p.mac)
             .execute(&mut **tx)
             .await?;
         }
@@ -420,7 +528,7 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
         Op::PutCertRole(c) => {
             sqlx::query(
                 "INSERT OR REPLACE INTO cert_roles (tenant, name, certificate, allowed_common_names, \
-                 allowed_dns_sans, policies, ttl, display_name, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 allowed_dns_sans, policies, ttl, display_name, created, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(c.tenant)
             .bind(c.name)
@@ -431,6 +539,7 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
             .bind(c.ttl)
             .bind(c.display_name)
             .bind(c.created)
+            .bind(c.mac)
             .execute(&mut **tx)
             .await?;
         }
@@ -476,24 +585,10 @@ impl Store for SqliteStore {
     }
 
     async fn mounts(&self) -> Result<Vec<MountRow>> {
-        let rows = sqlx::query(
-            "SELECT namespace, path, kind, description, accessor, created FROM mounts ORDER BY namespace, path",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                Ok(MountRow {
-                    namespace: r.try_get("namespace")?,
-                    path: r.try_get("path")?,
-                    kind: r.try_get("kind")?,
-                    description: r.try_get("description")?,
-                    accessor: r.try_get("accessor")?,
-                    created: r.try_get("created")?,
-                })
-            })
-            .collect::<Result<_>>()?)
+        let rows = sqlx::query("SELECT * FROM mounts ORDER BY namespace, path")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(mount_row).collect()
     }
 
     async fn transit_key(&self, namespace: &str, mount: &str, name: &str) -> Result<Option<TransitKeyRow>> {
@@ -601,13 +696,13 @@ impl Store for SqliteStore {
         Ok(left)
     }
 
-    async fn policy(&self, namespace: &str, name: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT body FROM policies WHERE namespace = ? AND name = ?")
+    async fn policy(&self, namespace: &str, name: &str) -> Result<Option<PolicyRow>> {
+        let row = sqlx::query("SELECT * FROM policies WHERE namespace = ? AND name = ?")
             .bind(namespace)
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| r.try_get("body")).transpose()?)
+        row.as_ref().map(policy_row).transpose()
     }
 
     async fn policy_names(&self, namespace: &str) -> Result<Vec<String>> {
@@ -743,6 +838,42 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(transit_key_row).collect()
+    }
+
+    async fn rows_without_mac(&self) -> Result<Vec<GuardedRow>> {
+        let mut out = Vec::new();
+        let pool = &self.pool;
+        for r in sqlx::query("SELECT * FROM tokens WHERE mac IS NULL")
+            .fetch_all(pool)
+            .await?
+        {
+            out.push(GuardedRow::Token(token_row(&r)?));
+        }
+        for r in sqlx::query("SELECT * FROM policies WHERE mac IS NULL")
+            .fetch_all(pool)
+            .await?
+        {
+            out.push(GuardedRow::Policy(policy_row(&r)?));
+        }
+        for r in sqlx::query("SELECT * FROM mounts WHERE mac IS NULL")
+            .fetch_all(pool)
+            .await?
+        {
+            out.push(GuardedRow::Mount(mount_row(&r)?));
+        }
+        for r in sqlx::query("SELECT * FROM namespaces WHERE mac IS NULL")
+            .fetch_all(pool)
+            .await?
+        {
+            out.push(GuardedRow::Namespace(namespace_row(&r)?));
+        }
+        for r in sqlx::query("SELECT * FROM cert_roles WHERE mac IS NULL")
+            .fetch_all(pool)
+            .await?
+        {
+            out.push(GuardedRow::CertRole(cert_role_row(&r)?));
+        }
+        Ok(out)
     }
 
     async fn reserve_encryptions(&self, asks: &[Reservation<'_>]) -> Result<Vec<u64>> {
@@ -1092,7 +1223,7 @@ mod tests {
         );
         assert_eq!(s.tenant_keys("").await.unwrap()[0].wrapped, [1, 2, 3]);
         assert_eq!(s.mounts().await.unwrap()[0].accessor, "transit_0001");
-        assert!(s.policy("", "app").await.unwrap().unwrap().contains("transit/*"));
+        assert!(s.policy("", "app").await.unwrap().unwrap().body.contains("transit/*"));
         assert!(s.meta("seal").await.unwrap().is_some());
         // The v2 table exists and works.
         assert!(s.cert_roles("").await.unwrap().is_empty());
@@ -1112,6 +1243,7 @@ mod tests {
             ttl: 60,
             display_name: name.into(),
             created: 1,
+            mac: None,
         };
         s.apply(vec![
             Op::PutCertRole(role("", "web", "[\"a\"]")),
@@ -1147,6 +1279,99 @@ mod tests {
         assert_eq!(s.cert_roles("").await.unwrap().len(), 1);
     }
 
+    fn token(accessor: &str, mac: Option<Vec<u8>>) -> TokenRow {
+        TokenRow {
+            accessor: accessor.into(),
+            hash: accessor.as_bytes().to_vec(),
+            namespace: String::new(),
+            parent: Some("p".into()),
+            policies: "[\"a\"]".into(),
+            display_name: String::new(),
+            created: 1,
+            ttl: 60,
+            expires: Some(61),
+            max_expires: None,
+            num_uses: 3,
+            renewable: true,
+            meta: "{}".into(),
+            mac,
+        }
+    }
+
+    #[tokio::test]
+    async fn guarded_rows_update_only_from_the_mac_they_were_read_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        let tenant = NamespaceRow {
+            name: "acme".into(),
+            id: "id".into(),
+            created: 1,
+            disabled: false,
+            next_rotation: None,
+            mac: Some(vec![1]),
+        };
+        s.apply(vec![
+            Op::InsertToken(token("t", Some(vec![1]))),
+            Op::InsertToken(token("old", None)),
+            Op::InsertNamespace(tenant.clone()),
+        ])
+        .await
+        .unwrap();
+        s.consume_token_use("t").await.unwrap();
+
+        let renewed = TokenRow {
+            expires: Some(99),
+            parent: None,
+            mac: Some(vec![2]),
+            ..token("t", None)
+        };
+        let update = |row: &TokenRow, expect: u8| Op::UpdateToken {
+            row: row.clone(),
+            expect_mac: Some(vec![expect]),
+        };
+        assert!(matches!(
+            s.apply(vec![update(&renewed, 9)]).await,
+            Err(StoreError::Changed("token"))
+        ));
+        s.apply(vec![update(&renewed, 1)]).await.unwrap();
+        let got = s.token_by_accessor("t").await.unwrap().unwrap();
+        assert_eq!((got.expires, got.parent, got.mac), (Some(99), None, Some(vec![2])));
+        assert_eq!(got.num_uses, 2, "the uses left are not rewritten");
+        assert!(matches!(
+            s.apply(vec![update(&renewed, 1)]).await,
+            Err(StoreError::Changed("token")),
+        ));
+
+        let disabled = NamespaceRow {
+            disabled: true,
+            mac: Some(vec![3]),
+            ..tenant
+        };
+        let set = |expect: Option<Vec<u8>>| Op::UpdateNamespace {
+            row: disabled.clone(),
+            expect_mac: expect,
+        };
+        assert!(matches!(
+            s.apply(vec![set(None)]).await,
+            Err(StoreError::Changed("tenant"))
+        ));
+        s.apply(vec![set(Some(vec![1]))]).await.unwrap();
+        assert!(s.namespace("acme").await.unwrap().unwrap().disabled);
+
+        // Only rows without a MAC are listed, and filling one in never replaces a MAC.
+        let old = s.rows_without_mac().await.unwrap();
+        assert_eq!(old, [GuardedRow::Token(token("old", None))]);
+        s.apply(vec![
+            Op::SetRowMac(GuardedRow::Token(token("old", Some(vec![7])))),
+            Op::SetRowMac(GuardedRow::Token(token("t", Some(vec![7])))),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(s.token_by_accessor("old").await.unwrap().unwrap().mac, Some(vec![7]));
+        assert_eq!(s.token_by_accessor("t").await.unwrap().unwrap().mac, Some(vec![2]));
+        assert!(s.rows_without_mac().await.unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn deleting_a_mount_deletes_its_keys() {
         let dir = tempfile::tempdir().unwrap();
@@ -1158,6 +1383,7 @@ mod tests {
             description: String::new(),
             accessor: "transit_1".into(),
             created: 0,
+            mac: None,
         };
         s.apply(vec![
             Op::InsertMount(m.clone()),

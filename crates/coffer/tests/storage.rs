@@ -281,3 +281,132 @@ async fn a_version_that_sealed_its_limit_is_rotated_out_and_its_count_survives_a
     // mixed batch; after the restart a first block of 64.
     assert_eq!(counts[2].1, 5_000 + 156 + 64, "{counts:?}");
 }
+
+/// Edits the database, then restarts the server over it and unseals.
+async fn restart_edited(s: Server, data: &Path, key: &str, statements: &[&str]) -> Server {
+    s.stop();
+    edit(data, statements).await;
+    let s = Server::with_config(data);
+    let (st, v) = s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+    assert_eq!(st, 200, "{v}");
+    s
+}
+
+/// The status of an encrypt with `token` at `path`.
+async fn encrypt_status(s: &Server, token: &str, path: &str) -> u16 {
+    s.call("POST", path, Some(token), Some(json!({ "plaintext": b64(b"x") })))
+        .await
+        .0
+}
+
+#[tokio::test]
+async fn edited_grants_are_refused_and_old_rows_get_their_mac_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let mut s = Server::with_config(&data);
+    let (key, root) = init_unseal(&s).await;
+    s.root_token = Some(root.clone());
+    s.put_policy("reader", r#"path "transit/decrypt/*" { capabilities = ["update"] }"#)
+        .await;
+    s.put_policy("writer", r#"path "transit/encrypt/*" { capabilities = ["update"] }"#)
+        .await;
+    assert_eq!(s.root("POST", "transit/keys/k", None).await.0, 200);
+    let (edited, edited_acc) = s.create_token(json!({ "policies": ["reader"] })).await;
+    let (reader, _) = s.create_token(json!({ "policies": ["reader"] })).await;
+    let (fresh, fresh_acc) = s.create_token(json!({ "policies": ["writer"] })).await;
+    for tenant in ["acme", "globex"] {
+        assert_eq!(s.root("POST", &format!("sys/namespaces/{tenant}"), None).await.0, 200);
+    }
+    assert_eq!(s.root("POST", "sys/namespaces/acme/disable", None).await.0, 204);
+    assert_eq!(encrypt_status(&s, &edited, "transit/encrypt/k").await, 403);
+    assert_eq!(encrypt_status(&s, &reader, "transit/encrypt/k").await, 403);
+    assert_eq!(encrypt_status(&s, &fresh, "transit/encrypt/k").await, 200);
+    assert_eq!(
+        encrypt_status(&s, &root, "acme/transit/encrypt/k").await,
+        403,
+        "acme is disabled"
+    );
+
+    // Someone with the file gives a token the root policy, puts the writer
+    // policy (with its MAC) in the reader's row, and enables the tenant.
+    let s = restart_edited(
+        s,
+        &data,
+        &key,
+        &[
+            &format!("UPDATE tokens SET policies = '[\"root\"]' WHERE accessor = '{edited_acc}'"),
+            "UPDATE policies SET body = w.body, mac = w.mac FROM (SELECT body, mac FROM policies \
+             WHERE name = 'writer') AS w WHERE name = 'reader'",
+            "UPDATE namespaces SET disabled = 0 WHERE name = 'acme'",
+        ],
+    )
+    .await;
+    let (st, v) = s
+        .call(
+            "POST",
+            "transit/encrypt/k",
+            Some(&edited),
+            Some(json!({ "plaintext": b64(b"x") })),
+        )
+        .await;
+    assert_eq!(
+        (st, errors(&v)),
+        (500, "internal error".into()),
+        "the edited token is refused"
+    );
+    assert_eq!(
+        encrypt_status(&s, &reader, "transit/encrypt/k").await,
+        500,
+        "the moved policy is refused"
+    );
+    assert_eq!(
+        encrypt_status(&s, &root, "acme/transit/encrypt/k").await,
+        500,
+        "the tenant stays shut"
+    );
+    assert_eq!(
+        encrypt_status(&s, &fresh, "transit/encrypt/k").await,
+        200,
+        "untouched rows work"
+    );
+    assert_eq!(encrypt_status(&s, &root, "transit/encrypt/k").await, 200);
+    let (st, v) = s.call("LIST", "sys/namespaces", Some(&root), None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["data"]["keys"],
+        json!(["globex/"]),
+        "an altered tenant is left out of lists"
+    );
+
+    // A database from before row MACs: the first unseal fills them in, once,
+    // and does not replace a wrong one.
+    let s = restart_edited(
+        s,
+        &data,
+        &key,
+        &[
+            &format!("UPDATE tokens SET mac = NULL WHERE accessor = '{fresh_acc}'"),
+            "UPDATE mounts SET mac = NULL",
+            "DELETE FROM meta WHERE k = 'row_macs'",
+        ],
+    )
+    .await;
+    assert_eq!(encrypt_status(&s, &fresh, "transit/encrypt/k").await, 200);
+    assert_eq!(
+        encrypt_status(&s, &edited, "transit/encrypt/k").await,
+        500,
+        "a wrong MAC is not replaced"
+    );
+    let s = restart_edited(
+        s,
+        &data,
+        &key,
+        &[&format!("UPDATE tokens SET mac = NULL WHERE accessor = '{fresh_acc}'")],
+    )
+    .await;
+    assert_eq!(
+        encrypt_status(&s, &fresh, "transit/encrypt/k").await,
+        500,
+        "after that, a missing MAC is an edit"
+    );
+}

@@ -1,0 +1,867 @@
+//! The integrity of the rows that grant or route access: tokens, ACL
+//! policies, mounts, tenants and certificate roles.
+//!
+//! Those rows are stored in the clear (nothing in them is secret), so
+//! someone able to write the database could otherwise give a token the root
+//! policy, widen a policy or enable a disabled tenant. Each row carries an
+//! HMAC-SHA256 under a key derived from the root key, bound to the table and
+//! the row's own key; [`Guarded`] wraps the store so that every read of such
+//! a row is checked and every write MACs what it stores. It needs the key,
+//! so it refuses those rows while sealed. Not caught: a whole older row put
+//! back with its own MAC, or a row deleted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use aws_lc_rs::hmac;
+use coffer_store::{
+    CertRoleRow, DuePlace, GuardedRow, MountRow, NamespaceRow, Op, PolicyRow, Reservation, Result, Store, StoreError,
+    TenantKeyRow, TokenRow, TombstoneRow, TransitKeyRow, TransitVersionRow, VersionRef,
+};
+
+/// How often an update that found its row changed under it is made again.
+const RETRIES: usize = 3;
+
+/// The message a row's MAC is over: a domain, the table, then each field
+/// (length-prefixed text, 8-byte big-endian integers, a flag byte before an
+/// optional value).
+struct Message(Vec<u8>);
+
+impl Message {
+    fn new(table: &str) -> Self {
+        let mut m = Message(b"coffer/row/v1".to_vec());
+        m.text(table);
+        m
+    }
+
+    fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        self.0.extend_from_slice(b);
+        self
+    }
+
+    fn text(&mut self, s: &str) -> &mut Self {
+        self.bytes(s.as_bytes())
+    }
+
+    fn int(&mut self, v: i64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    fn flag(&mut self, b: bool) -> &mut Self {
+        self.0.push(u8::from(b));
+        self
+    }
+
+    fn opt_int(&mut self, v: Option<i64>) -> &mut Self {
+        self.flag(v.is_some());
+        match v {
+            Some(v) => self.int(v),
+            None => self,
+        }
+    }
+
+    fn opt_text(&mut self, v: Option<&str>) -> &mut Self {
+        self.flag(v.is_some());
+        match v {
+            Some(v) => self.text(v),
+            None => self,
+        }
+    }
+}
+
+/// A row type whose integrity is checked.
+trait Macd {
+    fn message(&self) -> Vec<u8>;
+    fn mac(&self) -> Option<&[u8]>;
+    fn set_mac(&mut self, mac: Vec<u8>);
+    /// Names the row in errors and logs.
+    fn describe(&self) -> String;
+}
+
+impl Macd for TokenRow {
+    fn message(&self) -> Vec<u8> {
+        let mut m = Message::new("tokens");
+        m.text(&self.accessor)
+            .bytes(&self.hash)
+            .text(&self.namespace)
+            .opt_text(self.parent.as_deref())
+            .text(&self.policies)
+            .text(&self.display_name)
+            .int(self.created)
+            .int(self.ttl)
+            .opt_int(self.expires)
+            .opt_int(self.max_expires)
+            // The count of uses left changes on every use, outside the server's
+            // write path; whether there is a limit at all does not.
+            .flag(self.num_uses != 0)
+            .flag(self.renewable)
+            .text(&self.meta);
+        m.0
+    }
+    fn mac(&self) -> Option<&[u8]> {
+        self.mac.as_deref()
+    }
+    fn set_mac(&mut self, mac: Vec<u8>) {
+        self.mac = Some(mac);
+    }
+    fn describe(&self) -> String {
+        format!("token (accessor {})", self.accessor)
+    }
+}
+
+impl Macd for PolicyRow {
+    fn message(&self) -> Vec<u8> {
+        let mut m = Message::new("policies");
+        m.text(&self.namespace).text(&self.name).text(&self.body);
+        m.0
+    }
+    fn mac(&self) -> Option<&[u8]> {
+        self.mac.as_deref()
+    }
+    fn set_mac(&mut self, mac: Vec<u8>) {
+        self.mac = Some(mac);
+    }
+    fn describe(&self) -> String {
+        format!("policy {:?} of tenant {:?}", self.name, self.namespace)
+    }
+}
+
+impl Macd for MountRow {
+    fn message(&self) -> Vec<u8> {
+        let mut m = Message::new("mounts");
+        m.text(&self.namespace)
+            .text(&self.path)
+            .text(&self.kind)
+            .text(&self.description)
+            .text(&self.accessor)
+            .int(self.created);
+        m.0
+    }
+    fn mac(&self) -> Option<&[u8]> {
+        self.mac.as_deref()
+    }
+    fn set_mac(&mut self, mac: Vec<u8>) {
+        self.mac = Some(mac);
+    }
+    fn describe(&self) -> String {
+        format!("mount {:?} of tenant {:?}", self.path, self.namespace)
+    }
+}
+
+impl Macd for NamespaceRow {
+    fn message(&self) -> Vec<u8> {
+        let mut m = Message::new("namespaces");
+        m.text(&self.name)
+            .text(&self.id)
+            .int(self.created)
+            .flag(self.disabled)
+            .opt_int(self.next_rotation);
+        m.0
+    }
+    fn mac(&self) -> Option<&[u8]> {
+        self.mac.as_deref()
+    }
+    fn set_mac(&mut self, mac: Vec<u8>) {
+        self.mac = Some(mac);
+    }
+    fn describe(&self) -> String {
+        format!("tenant {:?}", self.name)
+    }
+}
+
+impl Macd for CertRoleRow {
+    fn message(&self) -> Vec<u8> {
+        let mut m = Message::new("cert_roles");
+        m.text(&self.tenant)
+            .text(&self.name)
+            .text(&self.certificate)
+            .text(&self.allowed_common_names)
+            .text(&self.allowed_dns_sans)
+            .text(&self.policies)
+            .int(self.ttl)
+            .text(&self.display_name)
+            .int(self.created);
+        m.0
+    }
+    fn mac(&self) -> Option<&[u8]> {
+        self.mac.as_deref()
+    }
+    fn set_mac(&mut self, mac: Vec<u8>) {
+        self.mac = Some(mac);
+    }
+    fn describe(&self) -> String {
+        format!("certificate role {:?} of tenant {:?}", self.name, self.tenant)
+    }
+}
+
+fn sign<R: Macd>(key: &hmac::Key, mut row: R) -> R {
+    row.set_mac(hmac::sign(key, &row.message()).as_ref().to_vec());
+    row
+}
+
+fn intact<R: Macd>(key: &hmac::Key, row: &R) -> bool {
+    row.mac()
+        .is_some_and(|mac| hmac::verify(key, &row.message(), mac).is_ok())
+}
+
+fn check<R: Macd>(key: &hmac::Key, row: R) -> Result<R> {
+    if intact(key, &row) {
+        Ok(row)
+    } else {
+        tracing::error!(row = %row.describe(), "a stored row fails its MAC: storage was altered; refusing it");
+        Err(StoreError::Altered(row.describe()))
+    }
+}
+
+fn check_opt<R: Macd>(key: &hmac::Key, row: Option<R>) -> Result<Option<R>> {
+    row.map(|r| check(key, r)).transpose()
+}
+
+/// A list without its altered rows (each one logged): one bad row does not
+/// take the others down with it.
+fn keep_intact<R: Macd>(key: &hmac::Key, rows: Vec<R>) -> Vec<R> {
+    rows.into_iter()
+        .filter(|r| {
+            let ok = intact(key, r);
+            if !ok {
+                tracing::error!(row = %r.describe(), "a stored row fails its MAC: storage was altered; leaving it out");
+            }
+            ok
+        })
+        .collect()
+}
+
+/// Gives a row from before MACs its MAC.
+pub(crate) fn sign_old(key: &hmac::Key, row: GuardedRow) -> GuardedRow {
+    match row {
+        GuardedRow::Token(r) => GuardedRow::Token(sign(key, r)),
+        GuardedRow::Policy(r) => GuardedRow::Policy(sign(key, r)),
+        GuardedRow::Mount(r) => GuardedRow::Mount(sign(key, r)),
+        GuardedRow::Namespace(r) => GuardedRow::Namespace(sign(key, r)),
+        GuardedRow::CertRole(r) => GuardedRow::CertRole(sign(key, r)),
+    }
+}
+
+fn touches_guarded(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::InsertMount(_)
+            | Op::InsertToken(_)
+            | Op::SetTokenExpiry { .. }
+            | Op::UpdateToken { .. }
+            | Op::OrphanChildren { .. }
+            | Op::InsertNamespace(_)
+            | Op::SetNamespaceDisabled { .. }
+            | Op::SetNamespaceRotation { .. }
+            | Op::UpdateNamespace { .. }
+            | Op::PutPolicy(_)
+            | Op::PutCertRole(_)
+    )
+}
+
+/// The store, with the rows above checked on every read and MACed on every write.
+pub(crate) struct Guarded {
+    inner: Arc<dyn Store>,
+    key: RwLock<Option<Arc<hmac::Key>>>,
+}
+
+impl Guarded {
+    pub(crate) fn new(inner: Arc<dyn Store>) -> Self {
+        Guarded {
+            inner,
+            key: RwLock::new(None),
+        }
+    }
+
+    /// The key while unsealed; `None` on seal.
+    pub(crate) fn set_key(&self, key: Option<hmac::Key>) {
+        *crate::core::write(&self.key) = key.map(Arc::new);
+    }
+
+    fn key(&self) -> Result<Arc<hmac::Key>> {
+        crate::core::read(&self.key).clone().ok_or(StoreError::Sealed)
+    }
+
+    /// The backend itself, for what must see rows as stored (filling in old MACs).
+    pub(crate) fn inner(&self) -> &Arc<dyn Store> {
+        &self.inner
+    }
+
+    /// Applies `ops` with the rows they write MACed under `key` (also before
+    /// the key is installed, as `sys/init` needs). An update whose row changed
+    /// since it was read is made again from the new row.
+    pub(crate) async fn apply_with(&self, key: &hmac::Key, ops: Vec<Op>) -> Result<()> {
+        let mut tries = 0;
+        loop {
+            let sealed = self.seal_ops(key, ops.clone()).await?;
+            match self.inner.apply(sealed).await {
+                Err(StoreError::Changed(_)) if tries < RETRIES => tries += 1,
+                done => return done,
+            }
+        }
+    }
+
+    /// Makes each op write MACed rows. An op that changes some fields of a
+    /// row changes the row an earlier op of the list writes, or else reads
+    /// the stored row, checks it, and writes it whole if unchanged meanwhile.
+    async fn seal_ops(&self, key: &hmac::Key, ops: Vec<Op>) -> Result<Vec<Op>> {
+        let mut out = Batch {
+            ops: Vec::with_capacity(ops.len()),
+            tokens: HashMap::new(),
+            tenants: HashMap::new(),
+        };
+        for op in ops {
+            match op {
+                Op::InsertMount(r) => out.ops.push(Op::InsertMount(sign(key, r))),
+                Op::PutPolicy(r) => out.ops.push(Op::PutPolicy(sign(key, r))),
+                Op::PutCertRole(r) => out.ops.push(Op::PutCertRole(sign(key, r))),
+                Op::InsertToken(r) => out.token(r.accessor.clone(), Op::InsertToken(sign(key, r))),
+                Op::UpdateToken { row, expect_mac } => out.token(
+                    row.accessor.clone(),
+                    Op::UpdateToken {
+                        row: sign(key, row),
+                        expect_mac,
+                    },
+                ),
+                Op::InsertNamespace(r) => out.tenant(r.name.clone(), Op::InsertNamespace(sign(key, r))),
+                Op::UpdateNamespace { row, expect_mac } => out.tenant(
+                    row.name.clone(),
+                    Op::UpdateNamespace {
+                        row: sign(key, row),
+                        expect_mac,
+                    },
+                ),
+                Op::SetTokenExpiry { accessor, ttl, expires } => {
+                    self.change_token(key, &mut out, &accessor, |t| {
+                        t.ttl = ttl;
+                        t.expires = expires;
+                    })
+                    .await?;
+                }
+                Op::OrphanChildren { parent } => {
+                    // An altered child is left as it is: it stays refused.
+                    for child in keep_intact(key, self.inner.token_children(&parent).await?) {
+                        self.change_token(key, &mut out, &child.accessor, |t| t.parent = None)
+                            .await?;
+                    }
+                }
+                Op::SetNamespaceDisabled { name, disabled } => {
+                    self.change_tenant(key, &mut out, &name, |n| n.disabled = disabled)
+                        .await?;
+                }
+                Op::SetNamespaceRotation { name, next_rotation } => {
+                    self.change_tenant(key, &mut out, &name, |n| n.next_rotation = next_rotation)
+                        .await?;
+                }
+                Op::DeleteToken { accessor } => {
+                    out.tokens.insert(accessor.clone(), None);
+                    out.ops.push(Op::DeleteToken { accessor });
+                }
+                Op::ShredNamespace(t) => {
+                    out.tenants.insert(t.name.clone(), None);
+                    out.ops.push(Op::ShredNamespace(t));
+                }
+                other => out.ops.push(other),
+            }
+        }
+        Ok(out.ops)
+    }
+
+    async fn change_token(
+        &self,
+        key: &hmac::Key,
+        out: &mut Batch,
+        accessor: &str,
+        change: impl FnOnce(&mut TokenRow),
+    ) -> Result<()> {
+        match out.tokens.get(accessor) {
+            Some(Some(i)) => {
+                if let Op::InsertToken(row) | Op::UpdateToken { row, .. } = &mut out.ops[*i] {
+                    change(row);
+                    *row = sign(key, row.clone());
+                }
+                return Ok(());
+            }
+            Some(None) => return Ok(()), // deleted earlier in the list
+            None => {}
+        }
+        // A row that is not stored is not changed, as by the backend's own update.
+        if let Some(old) = check_opt(key, self.inner.token_by_accessor(accessor).await?)? {
+            let mut row = old.clone();
+            change(&mut row);
+            out.token(
+                accessor.to_owned(),
+                Op::UpdateToken {
+                    row: sign(key, row),
+                    expect_mac: old.mac,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn change_tenant(
+        &self,
+        key: &hmac::Key,
+        out: &mut Batch,
+        name: &str,
+        change: impl FnOnce(&mut NamespaceRow),
+    ) -> Result<()> {
+        match out.tenants.get(name) {
+            Some(Some(i)) => {
+                if let Op::InsertNamespace(row) | Op::UpdateNamespace { row, .. } = &mut out.ops[*i] {
+                    change(row);
+                    *row = sign(key, row.clone());
+                }
+                return Ok(());
+            }
+            Some(None) => return Ok(()), // shredded earlier in the list
+            None => {}
+        }
+        if let Some(old) = check_opt(key, self.inner.namespace(name).await?)? {
+            let mut row = old.clone();
+            change(&mut row);
+            out.tenant(
+                name.to_owned(),
+                Op::UpdateNamespace {
+                    row: sign(key, row),
+                    expect_mac: old.mac,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Ops being sealed, with the op among them that writes each token and
+/// tenant row (None: one deletes it).
+struct Batch {
+    ops: Vec<Op>,
+    tokens: HashMap<String, Option<usize>>,
+    tenants: HashMap<String, Option<usize>>,
+}
+
+impl Batch {
+    fn token(&mut self, accessor: String, op: Op) {
+        self.tokens.insert(accessor, Some(self.ops.len()));
+        self.ops.push(op);
+    }
+
+    fn tenant(&mut self, name: String, op: Op) {
+        self.tenants.insert(name, Some(self.ops.len()));
+        self.ops.push(op);
+    }
+}
+
+#[async_trait]
+impl Store for Guarded {
+    async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.meta(key).await
+    }
+    async fn tenant_keys(&self, namespace: &str) -> Result<Vec<TenantKeyRow>> {
+        self.inner.tenant_keys(namespace).await
+    }
+    async fn mounts(&self) -> Result<Vec<MountRow>> {
+        let key = self.key()?;
+        Ok(keep_intact(&key, self.inner.mounts().await?))
+    }
+    async fn transit_key(&self, namespace: &str, mount: &str, name: &str) -> Result<Option<TransitKeyRow>> {
+        self.inner.transit_key(namespace, mount, name).await
+    }
+    async fn transit_versions(&self, namespace: &str, mount: &str, name: &str) -> Result<Vec<TransitVersionRow>> {
+        self.inner.transit_versions(namespace, mount, name).await
+    }
+    async fn reserve_encryptions(&self, asks: &[Reservation<'_>]) -> Result<Vec<u64>> {
+        self.inner.reserve_encryptions(asks).await
+    }
+    async fn encryptions(&self, version: &VersionRef<'_>) -> Result<Option<u64>> {
+        self.inner.encryptions(version).await
+    }
+    async fn transit_key_names(&self, namespace: &str, mount: &str) -> Result<Vec<String>> {
+        self.inner.transit_key_names(namespace, mount).await
+    }
+    async fn token_by_hash(&self, hash: &[u8]) -> Result<Option<TokenRow>> {
+        let key = self.key()?;
+        check_opt(&key, self.inner.token_by_hash(hash).await?)
+    }
+    async fn token_by_accessor(&self, accessor: &str) -> Result<Option<TokenRow>> {
+        let key = self.key()?;
+        check_opt(&key, self.inner.token_by_accessor(accessor).await?)
+    }
+    /// Unchecked: revocation deletes every child, altered or not, and uses
+    /// nothing else of them.
+    async fn token_children(&self, parent_accessor: &str) -> Result<Vec<TokenRow>> {
+        self.inner.token_children(parent_accessor).await
+    }
+    async fn tokens_expired(&self, now: i64, limit: u32) -> Result<Vec<String>> {
+        self.inner.tokens_expired(now, limit).await
+    }
+    async fn consume_token_use(&self, accessor: &str) -> Result<Option<i64>> {
+        self.inner.consume_token_use(accessor).await
+    }
+    async fn policy(&self, namespace: &str, name: &str) -> Result<Option<PolicyRow>> {
+        let key = self.key()?;
+        check_opt(&key, self.inner.policy(namespace, name).await?)
+    }
+    async fn policy_names(&self, namespace: &str) -> Result<Vec<String>> {
+        self.inner.policy_names(namespace).await
+    }
+    async fn cert_role(&self, tenant: &str, name: &str) -> Result<Option<CertRoleRow>> {
+        let key = self.key()?;
+        check_opt(&key, self.inner.cert_role(tenant, name).await?)
+    }
+    async fn cert_roles(&self, tenant: &str) -> Result<Vec<CertRoleRow>> {
+        let key = self.key()?;
+        Ok(keep_intact(&key, self.inner.cert_roles(tenant).await?))
+    }
+    async fn namespace(&self, name: &str) -> Result<Option<NamespaceRow>> {
+        let key = self.key()?;
+        check_opt(&key, self.inner.namespace(name).await?)
+    }
+    async fn namespaces(&self) -> Result<Vec<NamespaceRow>> {
+        let key = self.key()?;
+        Ok(keep_intact(&key, self.inner.namespaces().await?))
+    }
+    async fn tombstones(&self) -> Result<Vec<TombstoneRow>> {
+        self.inner.tombstones().await
+    }
+    async fn is_tombstoned(&self, id: &str) -> Result<bool> {
+        self.inner.is_tombstoned(id).await
+    }
+    async fn transit_keys_due(&self, now: i64, after: &DuePlace, limit: u32) -> Result<Vec<TransitKeyRow>> {
+        self.inner.transit_keys_due(now, after, limit).await
+    }
+    async fn transit_keys_due_in(&self, namespace: &str, mount: &str, now: i64) -> Result<Vec<String>> {
+        self.inner.transit_keys_due_in(namespace, mount, now).await
+    }
+    /// Unchecked: the walk pages by the rows it is given; rotating a tenant
+    /// reads and checks its row again.
+    async fn namespaces_due(&self, now: i64, after: &DuePlace, limit: u32) -> Result<Vec<NamespaceRow>> {
+        self.inner.namespaces_due(now, after, limit).await
+    }
+    async fn transit_keys_of(&self, namespace: &str) -> Result<Vec<TransitKeyRow>> {
+        self.inner.transit_keys_of(namespace).await
+    }
+    async fn transit_keys_without_mac(&self) -> Result<Vec<TransitKeyRow>> {
+        self.inner.transit_keys_without_mac().await
+    }
+    async fn rows_without_mac(&self) -> Result<Vec<GuardedRow>> {
+        self.inner.rows_without_mac().await
+    }
+    async fn apply(&self, ops: Vec<Op>) -> Result<()> {
+        if !ops.iter().any(touches_guarded) {
+            return self.inner.apply(ops).await;
+        }
+        let key = self.key()?;
+        self.apply_with(&key, ops).await
+    }
+    async fn scrub(&self, wait: std::time::Duration) -> Result<bool> {
+        self.inner.scrub(wait).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coffer_store::sqlite::SqliteStore;
+
+    use super::*;
+
+    fn key(b: u8) -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, &[b; 32])
+    }
+
+    fn token(accessor: &str, parent: Option<&str>) -> TokenRow {
+        TokenRow {
+            accessor: accessor.into(),
+            hash: accessor.as_bytes().to_vec(),
+            namespace: String::new(),
+            parent: parent.map(Into::into),
+            policies: "[\"reader\"]".into(),
+            display_name: "token".into(),
+            created: 1,
+            ttl: 60,
+            expires: Some(61),
+            max_expires: Some(100),
+            num_uses: 0,
+            renewable: true,
+            meta: "{}".into(),
+            mac: None,
+        }
+    }
+
+    fn tenant(name: &str) -> NamespaceRow {
+        NamespaceRow {
+            name: name.into(),
+            id: "id".into(),
+            created: 1,
+            disabled: false,
+            next_rotation: Some(5),
+            mac: None,
+        }
+    }
+
+    /// Signs `row`, then checks that each edit in `edits` breaks the MAC.
+    fn each_field_is_bound<R: Macd + Clone>(row: R, edits: &[fn(&mut R)]) {
+        let k = key(1);
+        let signed = sign(&k, row);
+        assert!(intact(&k, &signed));
+        assert!(!intact(&key(2), &signed), "another root key");
+        for (i, edit) in edits.iter().enumerate() {
+            let mut r = signed.clone();
+            edit(&mut r);
+            assert!(!intact(&k, &r), "edit {i} of {} went unseen", r.describe());
+        }
+    }
+
+    #[test]
+    fn every_field_that_grants_access_is_under_the_mac() {
+        each_field_is_bound(
+            token("a", Some("p")),
+            &[
+                |r| r.accessor.push('x'),
+                |r| r.hash.push(0),
+                |r| r.namespace = "acme".into(),
+                |r| r.parent = None,
+                |r| r.policies = "[\"root\"]".into(),
+                |r| r.display_name.push('x'),
+                |r| r.created += 1,
+                |r| r.ttl += 1,
+                |r| r.expires = None,
+                |r| r.max_expires = Some(101),
+                |r| r.num_uses = 1,
+                |r| r.renewable = false,
+                |r| r.meta = "{\"a\":\"b\"}".into(),
+                |r| r.mac = None,
+            ],
+        );
+        each_field_is_bound(
+            PolicyRow {
+                namespace: String::new(),
+                name: "reader".into(),
+                body: "path".into(),
+                mac: None,
+            },
+            &[
+                |r| r.namespace = "acme".into(),
+                |r| r.name = "writer".into(),
+                |r| r.body.push('x'),
+            ],
+        );
+        each_field_is_bound(
+            MountRow {
+                namespace: String::new(),
+                path: "transit/".into(),
+                kind: "transit".into(),
+                description: String::new(),
+                accessor: "transit_1".into(),
+                created: 1,
+                mac: None,
+            },
+            &[
+                |r| r.namespace = "acme".into(),
+                |r| r.path = "other/".into(),
+                |r| r.kind = "kv".into(),
+                |r| r.description.push('x'),
+                |r| r.accessor.push('x'),
+                |r| r.created += 1,
+            ],
+        );
+        each_field_is_bound(
+            tenant("acme"),
+            &[
+                |r| r.name = "globex".into(),
+                |r| r.id = "other".into(),
+                |r| r.created += 1,
+                |r| r.disabled = true,
+                |r| r.next_rotation = None,
+            ],
+        );
+        each_field_is_bound(
+            CertRoleRow {
+                tenant: String::new(),
+                name: "web".into(),
+                certificate: "PEM".into(),
+                allowed_common_names: "[]".into(),
+                allowed_dns_sans: "[]".into(),
+                policies: "[]".into(),
+                ttl: 0,
+                display_name: String::new(),
+                created: 1,
+                mac: None,
+            },
+            &[
+                |r| r.tenant = "acme".into(),
+                |r| r.name = "api".into(),
+                |r| r.certificate.push('x'),
+                |r| r.allowed_common_names = "[\"*\"]".into(),
+                |r| r.allowed_dns_sans = "[\"*\"]".into(),
+                |r| r.policies = "[\"root\"]".into(),
+                |r| r.ttl = 1,
+                |r| r.display_name.push('x'),
+                |r| r.created += 1,
+            ],
+        );
+    }
+
+    #[test]
+    fn the_uses_left_may_change_but_not_whether_there_is_a_limit() {
+        let k = key(1);
+        let limited = sign(
+            &k,
+            TokenRow {
+                num_uses: 3,
+                ..token("a", None)
+            },
+        );
+        assert!(intact(
+            &k,
+            &TokenRow {
+                num_uses: 2,
+                ..limited.clone()
+            }
+        ));
+        assert!(!intact(&k, &TokenRow { num_uses: 0, ..limited }), "0 is unlimited");
+    }
+
+    #[test]
+    fn a_row_of_one_table_does_not_pass_for_another() {
+        // Same field values, different table: the domain differs.
+        let p = PolicyRow {
+            namespace: "a".into(),
+            name: "b".into(),
+            body: "c".into(),
+            mac: None,
+        };
+        let mut m = Message::new("mounts");
+        m.text("a").text("b").text("c");
+        assert_ne!(p.message(), m.0);
+        // Length prefixes keep field boundaries: ("ab", "c") is not ("a", "bc").
+        let q = PolicyRow {
+            namespace: "ab".into(),
+            name: String::new(),
+            body: "c".into(),
+            mac: None,
+        };
+        let r = PolicyRow {
+            namespace: "a".into(),
+            name: "b".into(),
+            body: "c".into(),
+            mac: None,
+        };
+        assert_ne!(q.message(), r.message());
+    }
+
+    #[tokio::test]
+    async fn writes_are_maced_partial_updates_keep_rows_intact_and_altered_rows_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let g = Guarded::new(raw.clone());
+        let insert = || {
+            vec![
+                Op::InsertToken(token("parent", None)),
+                Op::InsertToken(token("child", Some("parent"))),
+                Op::InsertToken(token("forged", Some("parent"))),
+                Op::InsertNamespace(tenant("acme")),
+            ]
+        };
+        assert!(matches!(g.apply(insert()).await, Err(StoreError::Sealed)));
+        assert!(matches!(g.token_by_accessor("parent").await, Err(StoreError::Sealed)));
+        g.set_key(Some(key(1)));
+        g.apply(insert()).await.unwrap();
+        assert!(g.token_by_accessor("child").await.unwrap().unwrap().mac.is_some());
+
+        // An edit behind the server's back: refused on read, left out of lists.
+        raw.apply(vec![Op::SetTokenExpiry {
+            accessor: "forged".into(),
+            ttl: 0,
+            expires: None,
+        }])
+        .await
+        .unwrap();
+        assert!(matches!(
+            g.token_by_accessor("forged").await,
+            Err(StoreError::Altered(_))
+        ));
+        let mut children: Vec<_> = g.token_children("parent").await.unwrap();
+        children.sort_by(|a, b| a.accessor.cmp(&b.accessor));
+        let names: Vec<_> = children.iter().map(|c| c.accessor.as_str()).collect();
+        assert_eq!(names, ["child", "forged"], "revocation reaches an altered child too");
+        assert!(matches!(
+            g.apply(vec![Op::SetTokenExpiry {
+                accessor: "forged".into(),
+                ttl: 5,
+                expires: Some(6),
+            }])
+            .await,
+            Err(StoreError::Altered(_))
+        ));
+
+        // Partial updates through the guard leave rows that pass.
+        g.apply(vec![
+            Op::SetTokenExpiry {
+                accessor: "parent".into(),
+                ttl: 120,
+                expires: Some(121),
+            },
+            Op::OrphanChildren {
+                parent: "parent".into(),
+            },
+            Op::SetNamespaceDisabled {
+                name: "acme".into(),
+                disabled: true,
+            },
+            Op::SetNamespaceRotation {
+                name: "acme".into(),
+                next_rotation: None,
+            },
+        ])
+        .await
+        .unwrap();
+        assert_eq!(g.token_by_accessor("parent").await.unwrap().unwrap().expires, Some(121));
+        assert_eq!(g.token_by_accessor("child").await.unwrap().unwrap().parent, None);
+        let acme = g.namespace("acme").await.unwrap().unwrap();
+        assert!(acme.disabled && acme.next_rotation.is_none());
+        // The altered child was not given a fresh MAC by the orphaning.
+        assert!(matches!(
+            g.token_by_accessor("forged").await,
+            Err(StoreError::Altered(_))
+        ));
+        assert_eq!(
+            raw.token_by_accessor("forged")
+                .await
+                .unwrap()
+                .unwrap()
+                .parent
+                .as_deref(),
+            Some("parent")
+        );
+
+        // A change to a row written or deleted earlier in the same list.
+        g.apply(vec![
+            Op::InsertToken(token("late", None)),
+            Op::SetTokenExpiry {
+                accessor: "late".into(),
+                ttl: 7,
+                expires: Some(8),
+            },
+            Op::DeleteToken {
+                accessor: "parent".into(),
+            },
+            Op::SetTokenExpiry {
+                accessor: "parent".into(),
+                ttl: 7,
+                expires: Some(8),
+            },
+        ])
+        .await
+        .unwrap();
+        assert_eq!(g.token_by_accessor("late").await.unwrap().unwrap().expires, Some(8));
+        assert!(g.token_by_accessor("parent").await.unwrap().is_none());
+
+        g.set_key(None);
+        assert!(matches!(g.namespace("acme").await, Err(StoreError::Sealed)));
+    }
+}
