@@ -14,9 +14,16 @@ const AAD_PREFIX: &[u8] = b"coffer/wrap/v1\0";
 pub struct Label(String);
 
 impl Label {
-    /// The root key, wrapped by the unseal key.
+    /// The root key, wrapped by the unseal key, of a store from before its
+    /// rows carried MACs (see [`Label::root_v2`]).
     pub fn root() -> Self {
         Label("root".into())
+    }
+    /// The root key, wrapped by the unseal key, of a store whose rows all
+    /// carry MACs: unwrapping it under this label tells the unseal that a row
+    /// without one is an edit, a fact no edit of other rows can take back.
+    pub fn root_v2() -> Self {
+        Label("root\0v2".into())
     }
     /// A version of a tenant (namespace) key, wrapped by the root key.
     pub fn tenant(namespace: &str, version: u32) -> Self {

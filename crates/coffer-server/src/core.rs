@@ -29,10 +29,6 @@ const META_ROOT_KEY: &str = "root_key";
 const META_CLUSTER: &str = "cluster";
 const META_AUDIT_KEYS: &str = "audit_keys";
 const META_AUDIT_SIGNING: &str = "audit_signing";
-/// Set once every stored key's settings carry a MAC; from then on a missing one is an edit.
-const META_SETTINGS_MACS: &str = "key_settings_macs";
-/// Set once every token, policy, mount, tenant and certificate role row carries a MAC.
-const META_ROW_MACS: &str = "row_macs";
 
 fn meta_audit_record_private(version: u32) -> String {
     format!("audit_record_private/{version}")
@@ -280,7 +276,7 @@ fn derive_settings_key(root: &Key256) -> hmac::Key {
     derive_hmac_key(root, b"coffer key settings mac v1")
 }
 
-fn derive_row_key(root: &Key256) -> hmac::Key {
+pub(crate) fn derive_row_key(root: &Key256) -> hmac::Key {
     derive_hmac_key(root, b"coffer row mac v1")
 }
 
@@ -454,7 +450,7 @@ impl Core {
             },
             Op::PutMeta {
                 key: META_ROOT_KEY.into(),
-                value: wrap::wrap_key(&unseal_key, &Label::root(), &root)?.0,
+                value: wrap::wrap_key(&unseal_key, &Label::root_v2(), &root)?.0,
             },
             Op::PutTenantKey(TenantKeyRow {
                 namespace: ROOT_NS.into(),
@@ -528,12 +524,17 @@ impl Core {
             .await?
             .ok_or_else(|| ApiError::Internal("root key missing from storage".into()))?;
         // The GCM tag is the check value: wrong shares cannot unwrap the root key.
+        if let Ok(root) = wrap::unwrap_key(&unseal_key, &Label::root_v2(), &wrapped) {
+            return self.load(root, None).await;
+        }
         let root = wrap::unwrap_key(&unseal_key, &Label::root(), &wrapped)
             .map_err(|_| ApiError::bad("invalid unseal keys: the combined key does not open the root key"))?;
-        self.load(root).await
+        self.load(root, Some(&unseal_key)).await
     }
 
-    async fn load(&self, root: Key256) -> ApiResult<()> {
+    /// Loads the unsealed state. `upgrade` (the unseal key) when the store is
+    /// from before every row carried a MAC: rows without one get theirs, once.
+    async fn load(&self, root: Key256, upgrade: Option<&Key256>) -> ApiResult<()> {
         let signer = match self.store.meta(META_AUDIT_SIGNING).await? {
             Some(w) => {
                 let seed = wrap::unwrap(&root, &Label::audit("signing", 1), &w)
@@ -552,11 +553,12 @@ impl Core {
             tenants,
             epoch: self.seal_epoch.load(Ordering::SeqCst),
         };
-        self.mac_unmarked_settings(&unsealed).await?;
         let row_key = derive_row_key(&unsealed.root);
-        self.mac_unmarked_rows(&row_key).await?;
+        if let Some(unseal_key) = upgrade {
+            self.mac_old_rows(&unsealed, &row_key, unseal_key).await?;
+        }
         // Installed before the reads below, which check rows; taken back if they fail.
-        self.rows.set_key(Some(row_key));
+        self.rows.set_key(Some(row_key.clone()));
         if let Err(e) = self.load_rows().await {
             self.rows.set_key(None);
             return Err(e);
@@ -566,7 +568,11 @@ impl Core {
         self.namespaces.clear();
         // Last, once nothing above can fail: a failed unseal leaves no audit key in memory.
         self.auditor.set_unsealed(signer, Some(audit_hmac));
-        *write(&self.unsealed) = Some(Arc::new(unsealed));
+        // The row key again under the same lock as the state, which `seal` clears
+        // together: a seal racing this unseal cannot leave one without the other.
+        let mut state = write(&self.unsealed);
+        self.rows.set_key(Some(row_key));
+        *state = Some(Arc::new(unsealed));
         Ok(())
     }
 
@@ -624,8 +630,11 @@ impl Core {
 
     pub(crate) fn seal(&self) {
         self.auditor.set_unsealed(None, None);
-        *write(&self.unsealed) = None;
-        self.rows.set_key(None);
+        {
+            let mut state = write(&self.unsealed);
+            *state = None;
+            self.rows.set_key(None);
+        }
         self.seal_epoch.fetch_add(1, Ordering::SeqCst);
         self.keys.clear();
         self.ns_generation.fetch_add(1, Ordering::SeqCst);
@@ -792,6 +801,12 @@ impl Core {
         self.namespaces.remove(&name.to_owned());
     }
 
+    /// The store without the row checks, for what only deletes: an altered
+    /// token or tenant can still be revoked or shredded.
+    pub(crate) fn unchecked(&self) -> &Arc<dyn Store> {
+        self.rows.inner()
+    }
+
     /// The keyed hash under which a token id is stored.
     pub(crate) fn token_hash(&self, u: &Unsealed, token: &str) -> Vec<u8> {
         hash_token(&u.token_key, token)
@@ -841,6 +856,8 @@ impl Core {
     async fn apply_tenant_rotation_period(&self) -> ApiResult<()> {
         let now = self.now();
         let latest = self.next_tenant_rotation(now);
+        let _w = self.write.lock().await;
+        // Whole rows as read (and checked), so the write needs no read per tenant.
         let ops: Vec<Op> = self
             .store
             .namespaces()
@@ -852,27 +869,29 @@ impl Core {
                     (Some(l), Some(t)) => Some(t.min(l)),
                     (Some(l), None) => Some(l),
                 };
-                (wanted != n.next_rotation).then_some(Op::SetNamespaceRotation {
-                    name: n.name,
-                    next_rotation: wanted,
+                (wanted != n.next_rotation).then(|| Op::UpdateNamespace {
+                    expect_mac: n.mac.clone(),
+                    row: NamespaceRow {
+                        next_rotation: wanted,
+                        ..n
+                    },
                 })
             })
             .collect();
         if !ops.is_empty() {
-            let _w = self.write.lock().await;
             self.store.apply(ops).await?;
         }
         Ok(())
     }
 
-    /// Once, on the first unseal after upgrading: MACs the settings of keys
-    /// stored before they carried one. Afterwards a row without one is refused.
-    async fn mac_unmarked_settings(&self, u: &Unsealed) -> ApiResult<()> {
-        if self.store.meta(META_SETTINGS_MACS).await?.is_some() {
-            return Ok(());
-        }
-        let mut ops: Vec<Op> = self
-            .store
+    /// Once, on the first unseal of a store from before every row carried a
+    /// MAC: MACs the key settings and the rows that grant access stored without
+    /// one, and rewraps the root key under [`Label::root_v2`], all in one
+    /// transaction. From then on a row without a MAC is an edit.
+    async fn mac_old_rows(&self, u: &Unsealed, row_key: &hmac::Key, unseal_key: &Key256) -> ApiResult<()> {
+        let raw = self.rows.inner();
+        let _w = self.write.lock().await;
+        let mut ops: Vec<Op> = raw
             .transit_keys_without_mac()
             .await?
             .into_iter()
@@ -881,32 +900,19 @@ impl Core {
                 Op::UpdateTransitKey(row)
             })
             .collect();
+        ops.extend(
+            raw.rows_without_mac()
+                .await?
+                .into_iter()
+                .map(|row| Op::SetRowMac(crate::integrity::sign_old(row_key, row))),
+        );
+        tracing::warn!(
+            rows = ops.len(),
+            "first unseal of a store from before row MACs: MACing its rows as they are"
+        );
         ops.push(Op::PutMeta {
-            key: META_SETTINGS_MACS.to_owned(),
-            value: b"1".to_vec(),
-        });
-        let _w = self.write.lock().await;
-        self.store.apply(ops).await?;
-        Ok(())
-    }
-
-    /// Once, on the first unseal after upgrading: MACs the rows that grant
-    /// access stored before they carried one. Afterwards a row without one is refused.
-    async fn mac_unmarked_rows(&self, key: &hmac::Key) -> ApiResult<()> {
-        let raw = self.rows.inner();
-        if raw.meta(META_ROW_MACS).await?.is_some() {
-            return Ok(());
-        }
-        let _w = self.write.lock().await;
-        let mut ops: Vec<Op> = raw
-            .rows_without_mac()
-            .await?
-            .into_iter()
-            .map(|row| Op::SetRowMac(crate::integrity::sign_old(key, row)))
-            .collect();
-        ops.push(Op::PutMeta {
-            key: META_ROW_MACS.to_owned(),
-            value: b"1".to_vec(),
+            key: META_ROOT_KEY.into(),
+            value: wrap::wrap_key(unseal_key, &Label::root_v2(), &u.root)?.0,
         });
         raw.apply(ops).await?;
         Ok(())

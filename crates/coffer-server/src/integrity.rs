@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use aws_lc_rs::hmac;
 use coffer_store::{
     CertRoleRow, DuePlace, GuardedRow, MountRow, NamespaceRow, Op, PolicyRow, Reservation, Result, Store, StoreError,
-    TenantKeyRow, TokenRow, TombstoneRow, TransitKeyRow, TransitVersionRow, VersionRef,
+    TenantKeyRow, TokenRow, TombstoneRow, TransitKeyRow, TransitVersionRow, UseMacs, VersionRef,
 };
 
 /// How often an update that found its row changed under it is made again.
@@ -81,24 +81,40 @@ trait Macd {
     fn describe(&self) -> String;
 }
 
+// Each message destructures its row, so a column added to a row type does
+// not compile until it is placed under the MAC (or named as left out).
 impl Macd for TokenRow {
     fn message(&self) -> Vec<u8> {
+        let TokenRow {
+            accessor,
+            hash,
+            namespace,
+            parent,
+            policies,
+            display_name,
+            created,
+            ttl,
+            expires,
+            max_expires,
+            num_uses,
+            renewable,
+            meta,
+            mac: _,
+        } = self;
         let mut m = Message::new("tokens");
-        m.text(&self.accessor)
-            .bytes(&self.hash)
-            .text(&self.namespace)
-            .opt_text(self.parent.as_deref())
-            .text(&self.policies)
-            .text(&self.display_name)
-            .int(self.created)
-            .int(self.ttl)
-            .opt_int(self.expires)
-            .opt_int(self.max_expires)
-            // The count of uses left changes on every use, outside the server's
-            // write path; whether there is a limit at all does not.
-            .flag(self.num_uses != 0)
-            .flag(self.renewable)
-            .text(&self.meta);
+        m.text(accessor)
+            .bytes(hash)
+            .text(namespace)
+            .opt_text(parent.as_deref())
+            .text(policies)
+            .text(display_name)
+            .int(*created)
+            .int(*ttl)
+            .opt_int(*expires)
+            .opt_int(*max_expires)
+            .int(*num_uses)
+            .flag(*renewable)
+            .text(meta);
         m.0
     }
     fn mac(&self) -> Option<&[u8]> {
@@ -114,8 +130,14 @@ impl Macd for TokenRow {
 
 impl Macd for PolicyRow {
     fn message(&self) -> Vec<u8> {
+        let PolicyRow {
+            namespace,
+            name,
+            body,
+            mac: _,
+        } = self;
         let mut m = Message::new("policies");
-        m.text(&self.namespace).text(&self.name).text(&self.body);
+        m.text(namespace).text(name).text(body);
         m.0
     }
     fn mac(&self) -> Option<&[u8]> {
@@ -131,13 +153,22 @@ impl Macd for PolicyRow {
 
 impl Macd for MountRow {
     fn message(&self) -> Vec<u8> {
+        let MountRow {
+            namespace,
+            path,
+            kind,
+            description,
+            accessor,
+            created,
+            mac: _,
+        } = self;
         let mut m = Message::new("mounts");
-        m.text(&self.namespace)
-            .text(&self.path)
-            .text(&self.kind)
-            .text(&self.description)
-            .text(&self.accessor)
-            .int(self.created);
+        m.text(namespace)
+            .text(path)
+            .text(kind)
+            .text(description)
+            .text(accessor)
+            .int(*created);
         m.0
     }
     fn mac(&self) -> Option<&[u8]> {
@@ -153,12 +184,20 @@ impl Macd for MountRow {
 
 impl Macd for NamespaceRow {
     fn message(&self) -> Vec<u8> {
+        let NamespaceRow {
+            name,
+            id,
+            created,
+            disabled,
+            next_rotation,
+            mac: _,
+        } = self;
         let mut m = Message::new("namespaces");
-        m.text(&self.name)
-            .text(&self.id)
-            .int(self.created)
-            .flag(self.disabled)
-            .opt_int(self.next_rotation);
+        m.text(name)
+            .text(id)
+            .int(*created)
+            .flag(*disabled)
+            .opt_int(*next_rotation);
         m.0
     }
     fn mac(&self) -> Option<&[u8]> {
@@ -174,16 +213,28 @@ impl Macd for NamespaceRow {
 
 impl Macd for CertRoleRow {
     fn message(&self) -> Vec<u8> {
+        let CertRoleRow {
+            tenant,
+            name,
+            certificate,
+            allowed_common_names,
+            allowed_dns_sans,
+            policies,
+            ttl,
+            display_name,
+            created,
+            mac: _,
+        } = self;
         let mut m = Message::new("cert_roles");
-        m.text(&self.tenant)
-            .text(&self.name)
-            .text(&self.certificate)
-            .text(&self.allowed_common_names)
-            .text(&self.allowed_dns_sans)
-            .text(&self.policies)
-            .int(self.ttl)
-            .text(&self.display_name)
-            .int(self.created);
+        m.text(tenant)
+            .text(name)
+            .text(certificate)
+            .text(allowed_common_names)
+            .text(allowed_dns_sans)
+            .text(policies)
+            .int(*ttl)
+            .text(display_name)
+            .int(*created);
         m.0
     }
     fn mac(&self) -> Option<&[u8]> {
@@ -499,8 +550,33 @@ impl Store for Guarded {
     async fn tokens_expired(&self, now: i64, limit: u32) -> Result<Vec<String>> {
         self.inner.tokens_expired(now, limit).await
     }
-    async fn consume_token_use(&self, accessor: &str) -> Result<Option<i64>> {
-        self.inner.consume_token_use(accessor).await
+    /// The row is read and checked, and the use spent only if it is still
+    /// that row, with the MAC of its new count.
+    async fn consume_token_use(&self, accessor: &str, _: Option<UseMacs>) -> Result<Option<i64>> {
+        let key = self.key()?;
+        for _ in 0..=RETRIES {
+            let Some(old) = check_opt(&key, self.inner.token_by_accessor(accessor).await?)? else {
+                return Ok(None);
+            };
+            if old.num_uses <= 0 {
+                return Ok(None);
+            }
+            let after = sign(
+                &key,
+                TokenRow {
+                    num_uses: old.num_uses - 1,
+                    ..old.clone()
+                },
+            );
+            let macs = UseMacs {
+                before: old.mac,
+                after: after.mac.unwrap_or_default(),
+            };
+            if let Some(left) = self.inner.consume_token_use(accessor, Some(macs)).await? {
+                return Ok(Some(left));
+            }
+        }
+        Err(StoreError::Changed("token"))
     }
     async fn policy(&self, namespace: &str, name: &str) -> Result<Option<PolicyRow>> {
         let key = self.key()?;
@@ -706,24 +782,111 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_use_is_spent_with_the_mac_of_the_new_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let g = Guarded::new(raw.clone());
+        g.set_key(Some(key(1)));
+        let limited = |a: &str| TokenRow {
+            num_uses: 2,
+            ..token(a, None)
+        };
+        g.apply(vec![Op::InsertToken(limited("a"))]).await.unwrap();
+        assert_eq!(g.consume_token_use("a", None).await.unwrap(), Some(1));
+        assert_eq!(
+            g.token_by_accessor("a").await.unwrap().unwrap().num_uses,
+            1,
+            "still intact"
+        );
+        assert_eq!(g.consume_token_use("a", None).await.unwrap(), Some(0));
+        assert!(
+            g.token_by_accessor("a").await.unwrap().is_none(),
+            "the last use deletes it"
+        );
+        assert_eq!(g.consume_token_use("a", None).await.unwrap(), None);
+        // A count edited behind the server's back: more uses, or none left to count.
+        for edited in [5, -1] {
+            g.apply(vec![Op::InsertToken(limited("b"))]).await.unwrap();
+            let mut row = raw.token_by_accessor("b").await.unwrap().unwrap();
+            row.num_uses = edited;
+            raw.apply(vec![Op::DeleteToken { accessor: "b".into() }, Op::InsertToken(row)])
+                .await
+                .unwrap();
+            assert!(matches!(g.token_by_accessor("b").await, Err(StoreError::Altered(_))));
+            assert!(matches!(
+                g.consume_token_use("b", None).await,
+                Err(StoreError::Altered(_))
+            ));
+            raw.apply(vec![Op::DeleteToken { accessor: "b".into() }]).await.unwrap();
+        }
+    }
+
+    /// Known answers computed apart from this code (Python's hmac and
+    /// hashlib, HKDF by RFC 5869) from the layout in docs/formats.md.
     #[test]
-    fn the_uses_left_may_change_but_not_whether_there_is_a_limit() {
-        let k = key(1);
-        let limited = sign(
+    fn row_macs_match_the_documented_format() {
+        let root = coffer_core::Key256::from_bytes([7; 32]);
+        let k = crate::core::derive_row_key(&root);
+        let policy = sign(
             &k,
-            TokenRow {
-                num_uses: 3,
-                ..token("a", None)
+            PolicyRow {
+                namespace: "acme".into(),
+                name: "reader".into(),
+                body: r#"path "transit/decrypt/*" { capabilities = ["update"] }"#.into(),
+                mac: None,
             },
         );
-        assert!(intact(
+        assert_eq!(
+            hex::encode(policy.mac.unwrap()),
+            "a390e619eabe4bfaa450eabeff0a1b50da6ac1219f9d1baad46ea7a86ad16e5c"
+        );
+        let tenant = sign(
             &k,
-            &TokenRow {
-                num_uses: 2,
-                ..limited.clone()
-            }
-        ));
-        assert!(!intact(&k, &TokenRow { num_uses: 0, ..limited }), "0 is unlimited");
+            NamespaceRow {
+                name: "acme".into(),
+                id: "id-1".into(),
+                created: 1_700_000_000,
+                disabled: true,
+                next_rotation: None,
+                mac: None,
+            },
+        );
+        assert_eq!(
+            hex::encode(tenant.mac.unwrap()),
+            "dc53b89b4d64e940a26e85294c847bc8de239a9397ba18b044c6469833a56bcf"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_altered_cert_role_is_refused_and_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let g = Guarded::new(raw.clone());
+        g.set_key(Some(key(1)));
+        let role = |name: &str| CertRoleRow {
+            tenant: String::new(),
+            name: name.into(),
+            certificate: "PEM".into(),
+            allowed_common_names: "[\"web\"]".into(),
+            allowed_dns_sans: "[]".into(),
+            policies: "[\"reader\"]".into(),
+            ttl: 0,
+            display_name: String::new(),
+            created: 1,
+            mac: None,
+        };
+        g.apply(vec![Op::PutCertRole(role("api")), Op::PutCertRole(role("web"))])
+            .await
+            .unwrap();
+        assert_eq!(g.cert_roles("").await.unwrap().len(), 2);
+        let mut edited = raw.cert_role("", "web").await.unwrap().unwrap();
+        edited.allowed_common_names = "[\"*\"]".into();
+        raw.apply(vec![Op::PutCertRole(edited)]).await.unwrap();
+        assert!(matches!(g.cert_role("", "web").await, Err(StoreError::Altered(_))));
+        let left: Vec<_> = g.cert_roles("").await.unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(left, ["api"]);
+        assert!(g.cert_role("", "api").await.unwrap().is_some());
     }
 
     #[test]

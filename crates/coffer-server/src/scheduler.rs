@@ -63,10 +63,19 @@ pub async fn rotate_due(core: &Core) -> ApiResult<Rotated> {
             ..DuePlace::start()
         };
         let full = page.len() == BATCH as usize;
-        for n in page {
+        for due in page {
             if !core.still_unsealed(&u) {
                 return Ok(done);
             }
+            // The walk's rows are not checked; the tenant's own read is.
+            let n = match core.store.namespace(&due.name).await {
+                Ok(Some(n)) => n,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(tenant = %due.name, "not rotating a tenant key due for rotation: {e}");
+                    continue;
+                }
+            };
             // A shredded tenant's rows put back from a copy are not worked on.
             if core.store.is_tombstoned(&n.id).await? {
                 continue;

@@ -59,6 +59,13 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// A token row's MAC before one of its uses is spent, and the MAC it has after.
+#[derive(Debug, Clone)]
+pub struct UseMacs {
+    pub before: Option<Vec<u8>>,
+    pub after: Vec<u8>,
+}
+
 /// One ask of [`Store::reserve_encryptions`].
 #[derive(Debug, Clone, Copy)]
 pub struct Reservation<'a> {
@@ -142,8 +149,8 @@ pub enum Op {
         ttl: i64,
         expires: Option<i64>,
     },
-    /// Rewrites a token's fields (all but its uses left) and MAC, if its MAC
-    /// is still `expect_mac`; else fails with [`StoreError::Changed`].
+    /// Rewrites a token's fields and MAC, if its MAC is still `expect_mac`;
+    /// else fails with [`StoreError::Changed`].
     UpdateToken {
         row: TokenRow,
         expect_mac: Option<Vec<u8>>,
@@ -213,8 +220,9 @@ pub trait Store: Send + Sync + 'static {
     /// Accessors of tokens expired at `now`, at most `limit`.
     async fn tokens_expired(&self, now: i64, limit: u32) -> Result<Vec<String>>;
     /// Spends one use of a limited-use token, atomically: the uses left, or
-    /// None if the token is gone or used up (its last use deletes it).
-    async fn consume_token_use(&self, accessor: &str) -> Result<Option<i64>>;
+    /// None if the token is gone or used up (its last use deletes it), or,
+    /// with `macs`, if its MAC is not `macs.before` (it changed meanwhile).
+    async fn consume_token_use(&self, accessor: &str, macs: Option<UseMacs>) -> Result<Option<i64>>;
     async fn policy(&self, namespace: &str, name: &str) -> Result<Option<PolicyRow>>;
     async fn policy_names(&self, namespace: &str) -> Result<Vec<String>>;
     async fn cert_role(&self, tenant: &str, name: &str) -> Result<Option<CertRoleRow>>;

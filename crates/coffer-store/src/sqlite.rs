@@ -11,7 +11,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::{
     CertRoleRow, DuePlace, GuardedRow, MountRow, NamespaceRow, Op, PolicyRow, Reservation, Result, Store, StoreError,
-    TenantKeyRow, TokenRow, TombstoneRow, TransitKeyRow, TransitVersionRow, VersionRef,
+    TenantKeyRow, TokenRow, TombstoneRow, TransitKeyRow, TransitVersionRow, UseMacs, VersionRef,
 };
 
 /// File name of the database inside the data directory.
@@ -399,7 +399,7 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
         Op::UpdateToken { row: t, expect_mac } => {
             let done = sqlx::query(
                 "UPDATE tokens SET hash = ?, namespace = ?, parent = ?, policies = ?, display_name = ?, created = ?, \
-                 ttl = ?, expires = ?, max_expires = ?, renewable = ?, meta = ?, mac = ? \
+                 ttl = ?, expires = ?, max_expires = ?, num_uses = ?, renewable = ?, meta = ?, mac = ? \
                  WHERE accessor = ? AND mac IS ?",
             )
             .bind(t.hash)
@@ -411,6 +411,7 @@ async fn apply_one(tx: &mut Transaction<'_, Sqlite>, op: Op) -> Result<()> {
             .bind(t.ttl)
             .bind(t.expires)
             .bind(t.max_expires)
+            .bind(t.num_uses)
             .bind(i64::from(t.renewable))
             .bind(t.meta)
             .bind(t.mac)
@@ -676,16 +677,26 @@ impl Store for SqliteStore {
             .collect::<std::result::Result<_, _>>()?)
     }
 
-    async fn consume_token_use(&self, accessor: &str) -> Result<Option<i64>> {
+    async fn consume_token_use(&self, accessor: &str, macs: Option<UseMacs>) -> Result<Option<i64>> {
         let mut tx = self.pool.begin().await?;
-        let left = sqlx::query(
-            "UPDATE tokens SET num_uses = num_uses - 1 WHERE accessor = ? AND num_uses > 0 RETURNING num_uses",
-        )
-        .bind(accessor)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| r.try_get::<i64, _>("num_uses"))
-        .transpose()?;
+        let q = match macs {
+            None => sqlx::query(
+                "UPDATE tokens SET num_uses = num_uses - 1 WHERE accessor = ? AND num_uses > 0 RETURNING num_uses",
+            )
+            .bind(accessor),
+            Some(m) => sqlx::query(
+                "UPDATE tokens SET num_uses = num_uses - 1, mac = ? \
+                 WHERE accessor = ? AND num_uses > 0 AND mac IS ? RETURNING num_uses",
+            )
+            .bind(m.after)
+            .bind(accessor)
+            .bind(m.before),
+        };
+        let left = q
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<i64, _>("num_uses"))
+            .transpose()?;
         if left == Some(0) {
             sqlx::query("DELETE FROM tokens WHERE accessor = ?")
                 .bind(accessor)
@@ -1317,7 +1328,19 @@ mod tests {
         ])
         .await
         .unwrap();
-        s.consume_token_use("t").await.unwrap();
+        let spend = |before: u8| UseMacs {
+            before: Some(vec![before]),
+            after: vec![before + 1],
+        };
+        assert_eq!(s.consume_token_use("t", Some(spend(9))).await.unwrap(), None, "changed");
+        assert_eq!(s.consume_token_use("t", Some(spend(1))).await.unwrap(), Some(2));
+        let spent = s.token_by_accessor("t").await.unwrap().unwrap();
+        assert_eq!((spent.num_uses, spent.mac), (2, Some(vec![2])));
+        assert_eq!(
+            s.consume_token_use("t", None).await.unwrap(),
+            Some(1),
+            "a store without MACs"
+        );
 
         let renewed = TokenRow {
             expires: Some(99),
@@ -1333,10 +1356,10 @@ mod tests {
             s.apply(vec![update(&renewed, 9)]).await,
             Err(StoreError::Changed("token"))
         ));
-        s.apply(vec![update(&renewed, 1)]).await.unwrap();
+        s.apply(vec![update(&renewed, 2)]).await.unwrap();
         let got = s.token_by_accessor("t").await.unwrap().unwrap();
         assert_eq!((got.expires, got.parent, got.mac), (Some(99), None, Some(vec![2])));
-        assert_eq!(got.num_uses, 2, "the uses left are not rewritten");
+        assert_eq!(got.num_uses, 3, "the whole row is written");
         assert!(matches!(
             s.apply(vec![update(&renewed, 1)]).await,
             Err(StoreError::Changed("token")),

@@ -6,6 +6,8 @@ mod common;
 
 use std::path::Path;
 
+use coffer_core::Key256;
+use coffer_core::wrap::{self, Label};
 use coffer_store::sqlite::{DB_FILE, SqliteStore};
 use coffer_store::{Op, Store};
 use common::{Server, b64, errors, init_unseal};
@@ -22,6 +24,33 @@ async fn edit(data: &Path, statements: &[&str]) {
             .await
             .unwrap();
     }
+}
+
+/// Makes the store look as one from before its rows carried MACs: the root
+/// key wrapped under the old label (with one share, the share is the unseal
+/// key), and `statements` (which take MACs away).
+async fn as_before_row_macs(data: &Path, share: &str, statements: &[&str]) {
+    let unseal = Key256::from_slice(&hex::decode(share).unwrap()).unwrap();
+    let store = SqliteStore::open(data).await.unwrap();
+    let wrapped = store.meta("root_key").await.unwrap().unwrap();
+    let root = wrap::unwrap_key(&unseal, &Label::root_v2(), &wrapped).unwrap();
+    store
+        .apply(vec![Op::PutMeta {
+            key: "root_key".into(),
+            value: wrap::wrap_key(&unseal, &Label::root(), &root).unwrap().0,
+        }])
+        .await
+        .unwrap();
+    drop(store);
+    edit(data, statements).await;
+}
+
+/// Whether the stored root key is wrapped under the label of a store whose rows all carry MACs.
+async fn marked_as_maced(data: &Path, share: &str) -> bool {
+    let unseal = Key256::from_slice(&hex::decode(share).unwrap()).unwrap();
+    let store = SqliteStore::open(data).await.unwrap();
+    let wrapped = store.meta("root_key").await.unwrap().unwrap();
+    wrap::unwrap_key(&unseal, &Label::root_v2(), &wrapped).is_ok()
 }
 
 #[tokio::test]
@@ -131,15 +160,23 @@ async fn edited_key_settings_are_refused_and_old_rows_get_their_mac_once() {
     assert_eq!(decrypt(&s, &root, "other", &cts[1]).await.0, 200);
     s.stop();
 
-    // A database from before the MAC: the first unseal fills it in, once.
+    // Deleting MACs does not make them optional.
     edit(
         &data,
-        &[
-            "UPDATE transit_keys SET config_mac = NULL WHERE name = 'other'",
-            "DELETE FROM meta WHERE k = 'key_settings_macs'",
-        ],
+        &["UPDATE transit_keys SET config_mac = NULL WHERE name = 'other'"],
     )
     .await;
+    let s = Server::with_config(&data);
+    s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+    assert_eq!(
+        decrypt(&s, &root, "other", &cts[1]).await.0,
+        500,
+        "a missing MAC is an edit"
+    );
+    s.stop();
+
+    // A database from before the MAC: the first unseal fills it in, once.
+    as_before_row_macs(&data, &key, &[]).await;
     let s = Server::with_config(&data);
     s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
     assert_eq!(decrypt(&s, &root, "other", &cts[1]).await.0, 200);
@@ -378,19 +415,34 @@ async fn edited_grants_are_refused_and_old_rows_get_their_mac_once() {
         "an altered tenant is left out of lists"
     );
 
-    // A database from before row MACs: the first unseal fills them in, once,
-    // and does not replace a wrong one.
+    // Taking the MAC away does not make it optional: the edited token stays refused.
     let s = restart_edited(
         s,
         &data,
         &key,
+        &[&format!(
+            "UPDATE tokens SET policies = '[\"root\"]', mac = NULL WHERE accessor = '{fresh_acc}'"
+        )],
+    )
+    .await;
+    assert_eq!(encrypt_status(&s, &fresh, "transit/encrypt/k").await, 500);
+    assert_eq!(encrypt_status(&s, &root, "transit/encrypt/k").await, 200);
+
+    // A store from before row MACs: the first unseal MACs its rows as they
+    // are, once, does not replace a wrong MAC, and marks the store.
+    s.stop();
+    as_before_row_macs(
+        &data,
+        &key,
         &[
-            &format!("UPDATE tokens SET mac = NULL WHERE accessor = '{fresh_acc}'"),
+            &format!("UPDATE tokens SET policies = '[\"writer\"]', mac = NULL WHERE accessor = '{fresh_acc}'"),
             "UPDATE mounts SET mac = NULL",
-            "DELETE FROM meta WHERE k = 'row_macs'",
         ],
     )
     .await;
+    assert!(!marked_as_maced(&data, &key).await);
+    let s = Server::with_config(&data);
+    s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
     assert_eq!(encrypt_status(&s, &fresh, "transit/encrypt/k").await, 200);
     assert_eq!(
         encrypt_status(&s, &edited, "transit/encrypt/k").await,
@@ -404,6 +456,7 @@ async fn edited_grants_are_refused_and_old_rows_get_their_mac_once() {
         &[&format!("UPDATE tokens SET mac = NULL WHERE accessor = '{fresh_acc}'")],
     )
     .await;
+    assert!(marked_as_maced(&data, &key).await);
     assert_eq!(
         encrypt_status(&s, &fresh, "transit/encrypt/k").await,
         500,
