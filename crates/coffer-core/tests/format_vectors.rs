@@ -13,6 +13,7 @@ fn label(spec: &str) -> Label {
     let p: Vec<&str> = spec.split(' ').collect();
     match p.as_slice() {
         ["root"] => Label::root(),
+        ["root", "v2"] => Label::root_v2(),
         ["tenant", ns, v] => Label::tenant(ns, v.parse().unwrap()),
         ["transit", ns, mount, name, v] => Label::transit(ns, mount, name, v.parse().unwrap()),
         _ => panic!("bad label {spec}"),

@@ -29,6 +29,8 @@ const META_ROOT_KEY: &str = "root_key";
 const META_CLUSTER: &str = "cluster";
 const META_AUDIT_KEYS: &str = "audit_keys";
 const META_AUDIT_SIGNING: &str = "audit_signing";
+/// Set by schema v5 to v7 once every key's settings carried a MAC.
+const META_SETTINGS_MACS: &str = "key_settings_macs";
 
 fn meta_audit_record_private(version: u32) -> String {
     format!("audit_record_private/{version}")
@@ -891,15 +893,14 @@ impl Core {
     async fn mac_old_rows(&self, u: &Unsealed, row_key: &hmac::Key, unseal_key: &Key256) -> ApiResult<()> {
         let raw = self.rows.inner();
         let _w = self.write.lock().await;
-        let mut ops: Vec<Op> = raw
-            .transit_keys_without_mac()
-            .await?
-            .into_iter()
-            .map(|mut row| {
+        let mut ops = Vec::new();
+        // Stores since schema v5 filled in their settings MACs then, and said so.
+        if raw.meta(META_SETTINGS_MACS).await?.is_none() {
+            ops.extend(raw.transit_keys_without_mac().await?.into_iter().map(|mut row| {
                 row.config_mac = Some(settings_mac(u, &row));
                 Op::UpdateTransitKey(row)
-            })
-            .collect();
+            }));
+        }
         ops.extend(
             raw.rows_without_mac()
                 .await?
@@ -915,6 +916,9 @@ impl Core {
             value: wrap::wrap_key(unseal_key, &Label::root_v2(), &u.root)?.0,
         });
         raw.apply(ops).await?;
+        drop(_w);
+        // The old wrapping must not stay in the files to be put back.
+        self.scrub().await?;
         Ok(())
     }
 }

@@ -551,33 +551,31 @@ impl Store for Guarded {
         self.inner.tokens_expired(now, limit).await
     }
     /// The row is read and checked, and the use spent only if it is still
-    /// that row, with the MAC of its new count.
+    /// that row, with the MAC of its new count (the last use deletes it). A
+    /// miss means another use or a renewal came first: read again.
     async fn consume_token_use(&self, accessor: &str, _: Option<UseMacs>) -> Result<Option<i64>> {
         let key = self.key()?;
-        for _ in 0..=RETRIES {
+        loop {
             let Some(old) = check_opt(&key, self.inner.token_by_accessor(accessor).await?)? else {
                 return Ok(None);
             };
             if old.num_uses <= 0 {
                 return Ok(None);
             }
-            let after = sign(
-                &key,
-                TokenRow {
+            let after = (old.num_uses > 1).then(|| {
+                let row = TokenRow {
                     num_uses: old.num_uses - 1,
                     ..old.clone()
-                },
-            );
-            let macs = UseMacs {
-                before: old.mac,
-                after: after.mac.unwrap_or_default(),
-            };
+                };
+                sign(&key, row).mac.unwrap_or_default()
+            });
+            let macs = UseMacs { before: old.mac, after };
             if let Some(left) = self.inner.consume_token_use(accessor, Some(macs)).await? {
                 return Ok(Some(left));
             }
         }
-        Err(StoreError::Changed("token"))
     }
+
     async fn policy(&self, namespace: &str, name: &str) -> Result<Option<PolicyRow>> {
         let key = self.key()?;
         check_opt(&key, self.inner.policy(namespace, name).await?)
@@ -819,6 +817,33 @@ mod tests {
                 Err(StoreError::Altered(_))
             ));
             raw.apply(vec![Op::DeleteToken { accessor: "b".into() }]).await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_uses_spend_each_use_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Arc::new(Guarded::new(Arc::new(SqliteStore::open(dir.path()).await.unwrap())));
+        g.set_key(Some(key(1)));
+        for (uses, callers) in [(8, 8), (8, 12)] {
+            let row = TokenRow {
+                num_uses: uses,
+                ..token("c", None)
+            };
+            g.apply(vec![Op::InsertToken(row)]).await.unwrap();
+            let tries: Vec<_> = (0..callers)
+                .map(|_| {
+                    let g = g.clone();
+                    tokio::spawn(async move { g.consume_token_use("c", None).await.unwrap() })
+                })
+                .collect();
+            let mut left = Vec::new();
+            for t in tries {
+                left.extend(t.await.unwrap());
+            }
+            left.sort_unstable();
+            assert_eq!(left, (0..uses).collect::<Vec<_>>(), "{callers} callers of {uses} uses");
+            assert!(g.token_by_accessor("c").await.unwrap().is_none());
         }
     }
 

@@ -69,8 +69,8 @@ pub async fn rotate_due(core: &Core) -> ApiResult<Rotated> {
             }
             // The walk's rows are not checked; the tenant's own read is.
             let n = match core.store.namespace(&due.name).await {
-                Ok(Some(n)) => n,
-                Ok(None) => continue,
+                Ok(Some(n)) if n.next_rotation.is_some_and(|t| t <= now) => n,
+                Ok(_) => continue,
                 Err(e) => {
                     tracing::error!(tenant = %due.name, "not rotating a tenant key due for rotation: {e}");
                     continue;

@@ -59,11 +59,12 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// A token row's MAC before one of its uses is spent, and the MAC it has after.
+/// A token row's MAC before one of its uses is spent, and the MAC it has
+/// after (None for its last use, which deletes it).
 #[derive(Debug, Clone)]
 pub struct UseMacs {
     pub before: Option<Vec<u8>>,
-    pub after: Vec<u8>,
+    pub after: Option<Vec<u8>>,
 }
 
 /// One ask of [`Store::reserve_encryptions`].

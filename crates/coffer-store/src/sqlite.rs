@@ -679,30 +679,48 @@ impl Store for SqliteStore {
 
     async fn consume_token_use(&self, accessor: &str, macs: Option<UseMacs>) -> Result<Option<i64>> {
         let mut tx = self.pool.begin().await?;
-        let q = match macs {
-            None => sqlx::query(
-                "UPDATE tokens SET num_uses = num_uses - 1 WHERE accessor = ? AND num_uses > 0 RETURNING num_uses",
-            )
-            .bind(accessor),
-            Some(m) => sqlx::query(
+        let left = match macs {
+            // The last use deletes the row: no row with no uses left is written.
+            Some(UseMacs { before, after: None }) => {
+                let gone = sqlx::query("DELETE FROM tokens WHERE accessor = ? AND num_uses = 1 AND mac IS ?")
+                    .bind(accessor)
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await?;
+                (gone.rows_affected() == 1).then_some(0)
+            }
+            Some(UseMacs {
+                before,
+                after: Some(after),
+            }) => sqlx::query(
                 "UPDATE tokens SET num_uses = num_uses - 1, mac = ? \
-                 WHERE accessor = ? AND num_uses > 0 AND mac IS ? RETURNING num_uses",
+                 WHERE accessor = ? AND num_uses > 1 AND mac IS ? RETURNING num_uses",
             )
-            .bind(m.after)
+            .bind(after)
             .bind(accessor)
-            .bind(m.before),
-        };
-        let left = q
+            .bind(before)
             .fetch_optional(&mut *tx)
             .await?
             .map(|r| r.try_get::<i64, _>("num_uses"))
-            .transpose()?;
-        if left == Some(0) {
-            sqlx::query("DELETE FROM tokens WHERE accessor = ?")
+            .transpose()?,
+            None => {
+                let left = sqlx::query(
+                    "UPDATE tokens SET num_uses = num_uses - 1 WHERE accessor = ? AND num_uses > 0 RETURNING num_uses",
+                )
                 .bind(accessor)
-                .execute(&mut *tx)
-                .await?;
-        }
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get::<i64, _>("num_uses"))
+                .transpose()?;
+                if left == Some(0) {
+                    sqlx::query("DELETE FROM tokens WHERE accessor = ?")
+                        .bind(accessor)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                left
+            }
+        };
         tx.commit().await?;
         Ok(left)
     }
@@ -1330,7 +1348,7 @@ mod tests {
         .unwrap();
         let spend = |before: u8| UseMacs {
             before: Some(vec![before]),
-            after: vec![before + 1],
+            after: Some(vec![before + 1]),
         };
         assert_eq!(s.consume_token_use("t", Some(spend(9))).await.unwrap(), None, "changed");
         assert_eq!(s.consume_token_use("t", Some(spend(1))).await.unwrap(), Some(2));
