@@ -61,6 +61,12 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, rest: &str, req: Request) 
                 .ok_or_else(|| ApiError::bad("not initialised"))?;
             let pk = hex::decode(&key.verify_key).map_err(|e| ApiError::Internal(e.to_string()))?;
             let mut report = verify_store(store(core)?, &pk).await?;
+            if let Some(f) = report.finding.as_mut()
+                && f.kind == Tamper::Edited
+                && let Some(next) = edited_link(core, u, f.seq).await?
+            {
+                f.seq = next;
+            }
             // Unsealed, the server also holds the record keys: every record must open.
             if report.finding.is_none() {
                 report.finding = first_unreadable(core, u).await?.map(|seq| Finding {
@@ -185,6 +191,24 @@ async fn first_unreadable(core: &Core, u: &Unsealed) -> ApiResult<Option<u64>> {
         }
     }
     Ok(None)
+}
+
+/// Where the chain breaks after record `seq`, offline verification cannot
+/// tell an edit of `seq` from an edit of the next record's link to it; with
+/// the record keys it can: if `seq` still opens (its payload, place and
+/// session are sealed together), the next record's link was edited.
+async fn edited_link(core: &Core, u: &Unsealed, seq: u64) -> ApiResult<Option<u64>> {
+    let s = store(core)?;
+    let rows = s.records_after(seq.saturating_sub(1), 2).await?;
+    let [this, next] = rows.as_slice() else {
+        return Ok(None);
+    };
+    if this.seq != seq || next.seq != seq + 1 || next.prev.as_slice() == to_row(this).link().as_slice() {
+        return Ok(None);
+    }
+    let sessions = s.sessions().await?;
+    let mut reader = core.audit_reader(u).await?;
+    Ok(reader.open(&sessions, this).get("error").is_none().then_some(next.seq))
 }
 
 /// Verifies every row and checkpoint in `store` against `public_key`.

@@ -138,6 +138,46 @@ async fn verify_names_each_kind_of_tampering() {
 }
 
 #[tokio::test]
+async fn the_server_names_the_record_whose_link_was_edited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Server::with_config(&data);
+    let (key, root) = init_unseal(&s).await;
+    assert_eq!(s.call("POST", "transit/keys/k", Some(&root), None).await.0, 200);
+    for _ in 0..12 {
+        assert_eq!(s.call("POST", "transit/keys/k/rotate", Some(&root), None).await.0, 200);
+    }
+    s.stop();
+    // (edit, what offline verification names, what the server names)
+    let cases = [
+        ("UPDATE audit_records SET prev = zeroblob(32) WHERE seq = 10", 9, 10),
+        (
+            "UPDATE audit_records SET payload = x'00' || substr(payload, 2) WHERE seq = 10",
+            10,
+            10,
+        ),
+    ];
+    for (i, (edit, offline, named)) in cases.into_iter().enumerate() {
+        let copy = dir.path().join(format!("copy{i}"));
+        copy_dir(&data, &copy);
+        sql(&copy, &[edit]).await;
+        // Offline, without the record keys, an edited link blames the record before it.
+        let (code, out) = verify(&copy);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains(&format!("seq {offline} (edited)")), "{edit}: {out}");
+        let s = Server::with_config(&copy);
+        s.call("PUT", "sys/unseal", None, Some(json!({ "key": key }))).await;
+        let (st, v) = s.call("GET", "sys/audit/verify", Some(&root), None).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(
+            (v["data"]["kind"].as_str(), v["data"]["first_bad_seq"].as_u64()),
+            (Some("edited"), Some(named)),
+            "{edit}: {v}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_altered_session_is_found_by_the_server_and_its_records_still_exported() {
     // Its public key, its node name (bound into the session key), or the derivation it names.
     for edit in [
