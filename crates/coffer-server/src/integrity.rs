@@ -363,6 +363,7 @@ impl Guarded {
             ops: Vec::with_capacity(ops.len()),
             tokens: HashMap::new(),
             tenants: HashMap::new(),
+            shredded: Vec::new(),
         };
         for op in ops {
             match op {
@@ -393,7 +394,16 @@ impl Guarded {
                     .await?;
                 }
                 Op::OrphanChildren { parent } => {
-                    // An altered child is left as it is: it stays refused.
+                    // Children written earlier in the list, then stored ones (an
+                    // altered child is left as it is: it stays refused).
+                    for op in &mut out.ops {
+                        if let Op::InsertToken(row) | Op::UpdateToken { row, .. } = op
+                            && row.parent.as_deref() == Some(parent.as_str())
+                        {
+                            row.parent = None;
+                            *row = sign(key, row.clone());
+                        }
+                    }
                     for child in keep_intact(key, self.inner.token_children(&parent).await?) {
                         self.change_token(key, &mut out, &child.accessor, |t| t.parent = None)
                             .await?;
@@ -413,6 +423,7 @@ impl Guarded {
                 }
                 Op::ShredNamespace(t) => {
                     out.tenants.insert(t.name.clone(), None);
+                    out.shredded.push(t.name.clone());
                     out.ops.push(Op::ShredNamespace(t));
                 }
                 other => out.ops.push(other),
@@ -439,8 +450,11 @@ impl Guarded {
             Some(None) => return Ok(()), // deleted earlier in the list
             None => {}
         }
-        // A row that is not stored is not changed, as by the backend's own update.
-        if let Some(old) = check_opt(key, self.inner.token_by_accessor(accessor).await?)? {
+        // A row that is not stored (or whose tenant the list shreds) is not
+        // changed, as by the backend's own update.
+        if let Some(old) = check_opt(key, self.inner.token_by_accessor(accessor).await?)?
+            && !out.shredded.contains(&old.namespace)
+        {
             let mut row = old.clone();
             change(&mut row);
             out.token(
@@ -493,6 +507,8 @@ struct Batch {
     ops: Vec<Op>,
     tokens: HashMap<String, Option<usize>>,
     tenants: HashMap<String, Option<usize>>,
+    /// Tenants the list shreds so far: their stored tokens are gone.
+    shredded: Vec<String>,
 }
 
 impl Batch {
@@ -1048,6 +1064,34 @@ mod tests {
         .unwrap();
         assert_eq!(g.token_by_accessor("late").await.unwrap().unwrap().expires, Some(8));
         assert!(g.token_by_accessor("parent").await.unwrap().is_none());
+
+        // Orphaning reaches a child written earlier in the list; a token of a
+        // tenant the list shreds is not updated after the shred.
+        let acme_token = TokenRow {
+            namespace: "acme".into(),
+            ..token("acme-t", None)
+        };
+        g.apply(vec![Op::InsertToken(acme_token)]).await.unwrap();
+        g.apply(vec![
+            Op::InsertToken(token("p2", None)),
+            Op::InsertToken(token("c2", Some("p2"))),
+            Op::OrphanChildren { parent: "p2".into() },
+            Op::ShredNamespace(TombstoneRow {
+                name: "acme".into(),
+                id: "id".into(),
+                shredded: 9,
+                by_who: "test".into(),
+            }),
+            Op::SetTokenExpiry {
+                accessor: "acme-t".into(),
+                ttl: 1,
+                expires: Some(2),
+            },
+        ])
+        .await
+        .unwrap();
+        assert_eq!(g.token_by_accessor("c2").await.unwrap().unwrap().parent, None);
+        assert!(g.token_by_accessor("acme-t").await.unwrap().is_none());
 
         g.set_key(None);
         assert!(matches!(g.namespace("acme").await, Err(StoreError::Sealed)));
