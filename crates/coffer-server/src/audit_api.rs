@@ -63,7 +63,7 @@ pub(crate) async fn handle(core: &Core, u: &Unsealed, rest: &str, req: Request) 
             let mut report = verify_store(store(core)?, &pk).await?;
             if let Some(f) = report.finding.as_mut()
                 && f.kind == Tamper::Edited
-                && let Some(next) = edited_link(core, u, f.seq).await?
+                && let Some(next) = edited_link(core, u, f.seq).await
             {
                 f.seq = next;
             }
@@ -194,21 +194,37 @@ async fn first_unreadable(core: &Core, u: &Unsealed) -> ApiResult<Option<u64>> {
 }
 
 /// Where the chain breaks after record `seq`, offline verification cannot
-/// tell an edit of `seq` from an edit of the next record's link to it; with
-/// the record keys it can: if `seq` still opens (its payload, place and
-/// session are sealed together), the next record's link was edited.
-async fn edited_link(core: &Core, u: &Unsealed, seq: u64) -> ApiResult<Option<u64>> {
-    let s = store(core)?;
-    let rows = s.records_after(seq.saturating_sub(1), 2).await?;
-    let [this, next] = rows.as_slice() else {
-        return Ok(None);
-    };
+/// tell an edit of `seq` from an edit of the next record's link to it. With
+/// the record keys the server can, when `seq` is vouched for: it opens under
+/// the session of the last signed record at or before it, which opens too
+/// (a record sealed anew under a session the editor made would not be in
+/// that one). Then the next record's link was edited. Any doubt, or error,
+/// leaves the offline answer.
+async fn edited_link(core: &Core, u: &Unsealed, seq: u64) -> Option<u64> {
+    let s = store(core).ok()?;
+    let rows = s.records_after(seq.saturating_sub(1), 2).await.ok()?;
+    let [this, next] = rows.as_slice() else { return None };
     if this.seq != seq || next.seq != seq + 1 || next.prev.as_slice() == to_row(this).link().as_slice() {
-        return Ok(None);
+        return None;
     }
-    let sessions = s.sessions().await?;
-    let mut reader = core.audit_reader(u).await?;
-    Ok(reader.open(&sessions, this).get("error").is_none().then_some(next.seq))
+    let signed = s
+        .checkpoints()
+        .await
+        .ok()?
+        .into_iter()
+        .filter(|c| c.seq <= seq)
+        .max_by_key(|c| c.seq)?;
+    let anchor = s.records_after(signed.seq - 1, 1).await.ok()?.into_iter().next()?;
+    if anchor.seq != signed.seq
+        || to_row(&anchor).link().as_slice() != signed.head.as_slice()
+        || anchor.session != this.session
+    {
+        return None;
+    }
+    let sessions = s.sessions().await.ok()?;
+    let mut reader = core.audit_reader(u).await.ok()?;
+    let mut opens = |r| reader.open(&sessions, r).get("error").is_none();
+    (opens(&anchor) && opens(this)).then_some(next.seq)
 }
 
 /// Verifies every row and checkpoint in `store` against `public_key`.

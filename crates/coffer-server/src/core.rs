@@ -29,7 +29,8 @@ const META_ROOT_KEY: &str = "root_key";
 const META_CLUSTER: &str = "cluster";
 const META_AUDIT_KEYS: &str = "audit_keys";
 const META_AUDIT_SIGNING: &str = "audit_signing";
-/// Set by schema v5 to v7 once every key's settings carried a MAC.
+/// Written by servers of schema v5 to v7 once every key's settings carried a
+/// MAC; read only when upgrading from them.
 const META_SETTINGS_MACS: &str = "key_settings_macs";
 
 fn meta_audit_record_private(version: u32) -> String {

@@ -405,8 +405,10 @@ impl Guarded {
                         }
                     }
                     for child in keep_intact(key, self.inner.token_children(&parent).await?) {
-                        self.change_token(key, &mut out, &child.accessor, |t| t.parent = None)
-                            .await?;
+                        if !out.tokens.contains_key(&child.accessor) {
+                            self.change_token(key, &mut out, &child.accessor, |t| t.parent = None)
+                                .await?;
+                        }
                     }
                 }
                 Op::SetNamespaceDisabled { name, disabled } => {
@@ -452,9 +454,9 @@ impl Guarded {
         }
         // A row that is not stored (or whose tenant the list shreds) is not
         // changed, as by the backend's own update.
-        if let Some(old) = check_opt(key, self.inner.token_by_accessor(accessor).await?)?
-            && !out.shredded.contains(&old.namespace)
-        {
+        let stored = self.inner.token_by_accessor(accessor).await?;
+        let stored = stored.filter(|t| !out.shredded.contains(&t.namespace));
+        if let Some(old) = check_opt(key, stored)? {
             let mut row = old.clone();
             change(&mut row);
             out.token(

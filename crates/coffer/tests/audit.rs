@@ -150,12 +150,14 @@ async fn the_server_names_the_record_whose_link_was_edited() {
     s.stop();
     // (edit, what offline verification names, what the server names)
     let cases = [
-        ("UPDATE audit_records SET prev = zeroblob(32) WHERE seq = 10", 9, 10),
+        ("UPDATE audit_records SET prev = zeroblob(32) WHERE seq = 20", 19, 20),
         (
-            "UPDATE audit_records SET payload = x'00' || substr(payload, 2) WHERE seq = 10",
-            10,
-            10,
+            "UPDATE audit_records SET payload = x'00' || substr(payload, 2) WHERE seq = 20",
+            20,
+            20,
         ),
+        // Record 1's own link: nothing before it to blame.
+        ("UPDATE audit_records SET prev = randomblob(32) WHERE seq = 1", 1, 1),
     ];
     for (i, (edit, offline, named)) in cases.into_iter().enumerate() {
         let copy = dir.path().join(format!("copy{i}"));

@@ -429,7 +429,7 @@ async fn edited_grants_are_refused_and_old_rows_get_their_mac_once() {
     assert_eq!(encrypt_status(&s, &root, "transit/encrypt/k").await, 200);
 
     // A store from before row MACs: the first unseal MACs its rows as they
-    // are, once, does not replace a wrong MAC, and marks the store.
+    // are, once, does not replace a wrong MAC, and rewraps the root key under v2.
     s.stop();
     as_before_row_macs(
         &data,
