@@ -13,6 +13,36 @@ use common::{Server, all_bytes, b64, bin, config_file, contains, init_unseal};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
+/// Statements that put a new session (the editor's own key, against the
+/// audit public key stored in coffer.db) beside the trail and reseal record
+/// `seq` under it: a record that opens, though it was never written.
+async fn forged_record(data: &Path, seq: u64) -> Vec<String> {
+    use coffer_core::aead::{Algorithm, Cipher, Nonces};
+    let url = format!("sqlite://{}", data.join("coffer.db").display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let (keys,): (Vec<u8>,) = sqlx::query_as("SELECT v FROM meta WHERE k = 'audit_keys'")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    let keys: Value = serde_json::from_slice(&keys).unwrap();
+    let public = hex::decode(keys["record_public"].as_str().unwrap()).unwrap();
+    let (session_public, key) = coffer_core::audit::start_session(&public, "editor").unwrap();
+    let record = br#"{"type":"request","path":"sys/health"}"#;
+    let cipher = Cipher::new(Algorithm::Aes256Gcm, &key);
+    let payload = coffer_core::audit::seal_record(&cipher, &mut Nonces::new(1), seq, 99, record).unwrap();
+    vec![
+        format!(
+            "INSERT INTO audit_sessions (id, key_version, public, started, node, kdf) \
+             VALUES (99, 1, x'{}', 0, 'editor', 2)",
+            hex::encode(session_public)
+        ),
+        format!(
+            "UPDATE audit_records SET session = 99, payload = x'{}' WHERE seq = {seq}",
+            hex::encode(payload)
+        ),
+    ]
+}
+
 /// `coffer audit verify --config` → (exit code, stdout).
 fn verify(data: &Path) -> (i32, String) {
     let cfg = config_file(data, "");
@@ -159,10 +189,17 @@ async fn the_server_names_the_record_whose_link_was_edited() {
         // Record 1's own link: nothing before it to blame.
         ("UPDATE audit_records SET prev = randomblob(32) WHERE seq = 1", 1, 1),
     ];
-    for (i, (edit, offline, named)) in cases.into_iter().enumerate() {
+    let forged = forged_record(&data, 20).await;
+    let cases = cases
+        .iter()
+        .map(|(edit, offline, named)| (vec![edit.to_string()], *offline, *named))
+        // Record 20 sealed anew under a session the editor added: it opens, and is still named.
+        .chain([(forged, 20, 20)]);
+    for (i, (edits, offline, named)) in cases.enumerate() {
+        let edit = edits.join("; ");
         let copy = dir.path().join(format!("copy{i}"));
         copy_dir(&data, &copy);
-        sql(&copy, &[edit]).await;
+        sql(&copy, &edits.iter().map(String::as_str).collect::<Vec<_>>()).await;
         // Offline, without the record keys, an edited link blames the record before it.
         let (code, out) = verify(&copy);
         assert_eq!(code, 1, "{out}");
