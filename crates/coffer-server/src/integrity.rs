@@ -72,6 +72,18 @@ impl Message {
     }
 }
 
+/// `Macd::mac` and `Macd::set_mac` for a row whose MAC is its `mac` field.
+macro_rules! mac_field {
+    () => {
+        fn mac(&self) -> Option<&[u8]> {
+            self.mac.as_deref()
+        }
+        fn set_mac(&mut self, mac: Vec<u8>) {
+            self.mac = Some(mac);
+        }
+    };
+}
+
 /// A row type whose integrity is checked.
 trait Macd {
     fn message(&self) -> Vec<u8>;
@@ -117,12 +129,7 @@ impl Macd for TokenRow {
             .text(meta);
         m.0
     }
-    fn mac(&self) -> Option<&[u8]> {
-        self.mac.as_deref()
-    }
-    fn set_mac(&mut self, mac: Vec<u8>) {
-        self.mac = Some(mac);
-    }
+    mac_field!();
     fn describe(&self) -> String {
         format!("token (accessor {})", self.accessor)
     }
@@ -140,12 +147,7 @@ impl Macd for PolicyRow {
         m.text(namespace).text(name).text(body);
         m.0
     }
-    fn mac(&self) -> Option<&[u8]> {
-        self.mac.as_deref()
-    }
-    fn set_mac(&mut self, mac: Vec<u8>) {
-        self.mac = Some(mac);
-    }
+    mac_field!();
     fn describe(&self) -> String {
         format!("policy {:?} of tenant {:?}", self.name, self.namespace)
     }
@@ -171,12 +173,7 @@ impl Macd for MountRow {
             .int(*created);
         m.0
     }
-    fn mac(&self) -> Option<&[u8]> {
-        self.mac.as_deref()
-    }
-    fn set_mac(&mut self, mac: Vec<u8>) {
-        self.mac = Some(mac);
-    }
+    mac_field!();
     fn describe(&self) -> String {
         format!("mount {:?} of tenant {:?}", self.path, self.namespace)
     }
@@ -200,12 +197,7 @@ impl Macd for NamespaceRow {
             .opt_int(*next_rotation);
         m.0
     }
-    fn mac(&self) -> Option<&[u8]> {
-        self.mac.as_deref()
-    }
-    fn set_mac(&mut self, mac: Vec<u8>) {
-        self.mac = Some(mac);
-    }
+    mac_field!();
     fn describe(&self) -> String {
         format!("tenant {:?}", self.name)
     }
@@ -237,12 +229,7 @@ impl Macd for CertRoleRow {
             .int(*created);
         m.0
     }
-    fn mac(&self) -> Option<&[u8]> {
-        self.mac.as_deref()
-    }
-    fn set_mac(&mut self, mac: Vec<u8>) {
-        self.mac = Some(mac);
-    }
+    mac_field!();
     fn describe(&self) -> String {
         format!("certificate role {:?} of tenant {:?}", self.name, self.tenant)
     }

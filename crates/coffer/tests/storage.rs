@@ -30,9 +30,7 @@ async fn edit(data: &Path, statements: &[&str]) {
 /// key wrapped under the old label (with one share, the share is the unseal
 /// key), and `statements` (which take MACs away).
 async fn as_before_row_macs(data: &Path, share: &str, statements: &[&str]) {
-    let unseal = Key256::from_slice(&hex::decode(share).unwrap()).unwrap();
-    let store = SqliteStore::open(data).await.unwrap();
-    let wrapped = store.meta("root_key").await.unwrap().unwrap();
+    let (store, unseal, wrapped) = stored_root_key(data, share).await;
     let root = wrap::unwrap_key(&unseal, &Label::root_v2(), &wrapped).unwrap();
     store
         .apply(vec![Op::PutMeta {
@@ -47,10 +45,16 @@ async fn as_before_row_macs(data: &Path, share: &str, statements: &[&str]) {
 
 /// Whether the stored root key is wrapped under the label of a store whose rows all carry MACs.
 async fn marked_as_maced(data: &Path, share: &str) -> bool {
+    let (_, unseal, wrapped) = stored_root_key(data, share).await;
+    wrap::unwrap_key(&unseal, &Label::root_v2(), &wrapped).is_ok()
+}
+
+/// The store, the unseal key (with one share, the share itself) and the root key as stored.
+async fn stored_root_key(data: &Path, share: &str) -> (SqliteStore, Key256, Vec<u8>) {
     let unseal = Key256::from_slice(&hex::decode(share).unwrap()).unwrap();
     let store = SqliteStore::open(data).await.unwrap();
     let wrapped = store.meta("root_key").await.unwrap().unwrap();
-    wrap::unwrap_key(&unseal, &Label::root_v2(), &wrapped).is_ok()
+    (store, unseal, wrapped)
 }
 
 #[tokio::test]
