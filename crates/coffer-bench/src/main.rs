@@ -11,6 +11,7 @@ mod http;
 mod load;
 mod report;
 mod targets;
+mod workdir;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -262,7 +263,11 @@ async fn run(args: &Args) -> anyhow::Result<String> {
     } else {
         args.scenarios.clone()
     };
-    let work = tempfile::Builder::new().prefix("coffer-bench-").tempdir()?;
+    let tmp = std::env::temp_dir();
+    for old in workdir::remove_stale(&tmp) {
+        eprintln!("removed {}, left by an earlier run that was killed", old.display());
+    }
+    let work = workdir::WorkDir::create(&tmp)?;
     let fs = disk::fs_type(work.path());
     if let Some(f) = fs.as_deref().filter(|f| disk::is_volatile(f)) {
         eprintln!("WARNING: the work directory is on {f}: fsync costs nothing there; set TMPDIR to a disk");
@@ -286,7 +291,9 @@ async fn run(args: &Args) -> anyhow::Result<String> {
             AuditMode::Both => &[true, false],
         };
         for &audit in modes {
-            targets.push(Target::start_coffer(&bin, work.path(), audit)?);
+            let t = Target::start_coffer(&bin, work.path(), audit)?;
+            work.note_server(t.pid())?;
+            targets.push(t);
         }
     }
     if args.only != Some(Only::Coffer) {
@@ -295,13 +302,26 @@ async fn run(args: &Args) -> anyhow::Result<String> {
             None => find_bao()?,
         };
         ensure_executable(&bin)?;
-        targets.push(Target::start_openbao(&bin, work.path())?);
+        let t = Target::start_openbao(&bin, work.path())?;
+        work.note_server(t.pid())?;
+        targets.push(t);
     }
-    let result = measure(args, &scenarios, &mut targets).await;
+    let result = tokio::select! {
+        r = measure(args, &scenarios, &mut targets) => r,
+        signal = interrupted() => {
+            // Stop the servers before their files go.
+            drop(targets);
+            drop(work);
+            bail!("stopped by {signal}; the servers are stopped and the work directory removed");
+        }
+    };
     let disk_after = disk::sync_latency(work.path()).ok();
     if result.is_err() {
         let kept = work.keep();
-        eprintln!("(work directory with the servers' logs kept in {})", kept.display());
+        eprintln!(
+            "(work directory with the servers' logs kept in {}; the next run removes it)",
+            kept.display()
+        );
     }
     let results = result?;
     let command = std::env::var("COFFER_BENCH_COMMAND").unwrap_or_else(|_| {
@@ -325,6 +345,23 @@ async fn run(args: &Args) -> anyhow::Result<String> {
         fs,
     };
     Ok(report::render(&info, &scenarios, &results))
+}
+
+/// Resolves on SIGINT, SIGTERM or SIGHUP, naming it; never if they cannot be caught.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+    }
 }
 
 /// Audit-trail positions around one scenario on one target.

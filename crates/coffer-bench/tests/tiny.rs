@@ -185,3 +185,49 @@ fn tiny_run_prints_the_table() {
         assert!(number(row(&stdout, r)[0]) > 0.0, "{r}");
     }
 }
+
+#[test]
+fn an_interrupted_run_stops_its_servers_and_removes_its_work_directory() {
+    let coffer = coffer_bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_coffer-bench"))
+        .env("TMPDIR", tmp.path())
+        .arg("--coffer-bin")
+        .arg(&coffer)
+        .args(["--only", "coffer", "--scenarios", "encrypt", "--duration", "600"])
+        .args(["--connections", "2", "--sweep", "2", "--threads", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    // The server is up (its set-up may still be running): stop the run.
+    let started = std::time::Instant::now();
+    let addr = loop {
+        let log = std::fs::read_to_string(err.path()).unwrap();
+        if let Some(addr) = log.split(" on ").nth(1).and_then(|r| r.split_whitespace().next()) {
+            break addr.to_owned();
+        }
+        assert!(run.try_wait().unwrap().is_none(), "harness ended early:\n{log}");
+        assert!(started.elapsed().as_secs() < 120, "no server after 2 minutes:\n{log}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "one work directory");
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = run.wait().unwrap();
+    let log = std::fs::read_to_string(err.path()).unwrap();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("stopped by SIGTERM"), "{log}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(
+        std::net::TcpStream::connect(addr.as_str()).is_err(),
+        "the server at {addr} still answers"
+    );
+}
