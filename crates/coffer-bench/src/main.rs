@@ -22,6 +22,7 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use serde_json::json;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::load::{Load, Measured};
 use crate::targets::{Kind, Target};
@@ -249,7 +250,17 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let report = rt.block_on(run(&args))?;
+    let report = match rt.block_on(run(&args)) {
+        Ok(report) => report,
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            // The shell's convention for a death by signal, as if the default action had run.
+            Some(i) => {
+                eprintln!("{e}");
+                std::process::exit(128 + i.signal.as_raw_value());
+            }
+            None => return Err(e),
+        },
+    };
     print!("{report}");
     if let Some(out) = &args.out {
         std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
@@ -263,6 +274,8 @@ async fn run(args: &Args) -> anyhow::Result<String> {
     } else {
         args.scenarios.clone()
     };
+    // Before anything needs cleaning up, so no signal finds the default action.
+    let mut signals = Signals::install()?;
     let tmp = std::env::temp_dir();
     for old in workdir::remove_stale(&tmp) {
         eprintln!("removed {}, left by an earlier run that was killed", old.display());
@@ -291,9 +304,7 @@ async fn run(args: &Args) -> anyhow::Result<String> {
             AuditMode::Both => &[true, false],
         };
         for &audit in modes {
-            let t = Target::start_coffer(&bin, work.path(), audit)?;
-            work.note_server(t.pid())?;
-            targets.push(t);
+            targets.push(Target::start_coffer(&bin, &work, audit)?);
         }
     }
     if args.only != Some(Only::Coffer) {
@@ -302,17 +313,15 @@ async fn run(args: &Args) -> anyhow::Result<String> {
             None => find_bao()?,
         };
         ensure_executable(&bin)?;
-        let t = Target::start_openbao(&bin, work.path())?;
-        work.note_server(t.pid())?;
-        targets.push(t);
+        targets.push(Target::start_openbao(&bin, &work)?);
     }
     let result = tokio::select! {
         r = measure(args, &scenarios, &mut targets) => r,
-        signal = interrupted() => {
+        signal = signals.next() => {
             // Stop the servers before their files go.
             drop(targets);
             drop(work);
-            bail!("stopped by {signal}; the servers are stopped and the work directory removed");
+            return Err(Interrupted { signal }.into());
         }
     };
     let disk_after = disk::sync_latency(work.path()).ok();
@@ -347,22 +356,52 @@ async fn run(args: &Args) -> anyhow::Result<String> {
     Ok(report::render(&info, &scenarios, &results))
 }
 
-/// Resolves on SIGINT, SIGTERM or SIGHUP, naming it; never if they cannot be caught.
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-        _ = hup.recv() => "SIGHUP",
+/// SIGINT, SIGTERM and SIGHUP, caught for the whole run so that an
+/// interrupted run stops its servers and removes its work directory.
+struct Signals([(SignalKind, Signal); 3]);
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        let catch = |kind: SignalKind| signal(kind).map(|s| (kind, s));
+        Ok(Signals([
+            catch(SignalKind::interrupt())?,
+            catch(SignalKind::terminate())?,
+            catch(SignalKind::hangup())?,
+        ]))
+    }
+
+    /// The first of them to arrive.
+    async fn next(&mut self) -> SignalKind {
+        let [(int, a), (term, b), (hup, c)] = &mut self.0;
+        tokio::select! {
+            _ = a.recv() => *int,
+            _ = b.recv() => *term,
+            _ = c.recv() => *hup,
+        }
     }
 }
+
+#[derive(Debug)]
+struct Interrupted {
+    signal: SignalKind,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.signal.as_raw_value() {
+            1 => "SIGHUP",
+            2 => "SIGINT",
+            15 => "SIGTERM",
+            _ => "a signal",
+        };
+        write!(
+            f,
+            "stopped by {name}; the servers are stopped and the work directory removed"
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Audit-trail positions around one scenario on one target.
 struct Mark {

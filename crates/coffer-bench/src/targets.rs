@@ -14,6 +14,7 @@ use hyper::Method;
 use serde_json::{Value, json};
 
 use crate::http::{call, call_ok};
+use crate::workdir::WorkDir;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -53,13 +54,25 @@ pub(crate) fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
+/// Notes the server in the work directory, or stops it: a run killed later
+/// must not leave a server that the next run cannot find.
+fn noted(workdir: &WorkDir, mut child: Child) -> anyhow::Result<Child> {
+    if let Err(e) = workdir.note_server(&child) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(anyhow!("noting server {} in the work directory: {e}", child.id()));
+    }
+    Ok(child)
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Target {
     /// Starts `coffer server --config` over a fresh data directory under `work`.
-    pub(crate) fn start_coffer(bin: &Path, work: &Path, audit: bool) -> anyhow::Result<Self> {
+    pub(crate) fn start_coffer(bin: &Path, workdir: &WorkDir, audit: bool) -> anyhow::Result<Self> {
+        let work = workdir.path();
         let name = if audit { "coffer" } else { "coffer-audit-off" };
         let data = work.join(name);
         let cfg = work.join(format!("{name}.toml"));
@@ -72,7 +85,7 @@ impl Target {
             text.push_str("[audit]\nenabled = false\n");
         }
         std::fs::write(&cfg, text)?;
-        let mut child = Command::new(bin)
+        let child = Command::new(bin)
             .arg("server")
             .arg("--config")
             .arg(&cfg)
@@ -81,6 +94,7 @@ impl Target {
             .stderr(std::fs::File::create(&log)?)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
+        let mut child = noted(workdir, child)?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
         let mut found = None;
@@ -129,7 +143,8 @@ impl Target {
     }
 
     /// Starts `bao server -config` with raft storage and a file audit device under `work/openbao`.
-    pub(crate) fn start_openbao(bin: &Path, work: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn start_openbao(bin: &Path, workdir: &WorkDir) -> anyhow::Result<Self> {
+        let work = workdir.path();
         let dir = work.join("openbao");
         std::fs::create_dir_all(dir.join("raft"))?;
         let version = Command::new(bin)
@@ -185,6 +200,7 @@ audit "file" "bench" {{
             .stderr(std::fs::File::create(&log)?)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
+        let child = noted(workdir, child)?;
         Ok(Target {
             label: "OpenBao".into(),
             kind: Kind::OpenBao,

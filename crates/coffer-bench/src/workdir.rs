@@ -7,15 +7,18 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tempfile::TempDir;
 
 const PREFIX: &str = "coffer-bench-";
 /// Locked (`flock`) by the run that owns the directory, for as long as it lives.
 const LOCK: &str = ".running";
-/// The process ids of the servers the run started, one per line.
+/// The servers the run started, one per line: process id and start time
+/// (`/proc/PID/stat`, field 22), so a reused id is told apart.
 const SERVERS: &str = ".servers";
+/// How long a left-behind server may take to die before its directory is kept.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 /// A directory younger than this may be a run between creating it and locking it.
 const GRACE: Duration = Duration::from_secs(60);
 
@@ -38,12 +41,14 @@ impl WorkDir {
     }
 
     /// Notes a server this run started, for a later run to stop if this one is killed.
-    pub(crate) fn note_server(&self, pid: u32) -> io::Result<()> {
+    pub(crate) fn note_server(&self, child: &std::process::Child) -> io::Result<()> {
+        let pid = child.id();
+        let started = start_time(pid).ok_or_else(|| io::Error::other(format!("no /proc/{pid}/stat")))?;
         let mut f = File::options()
             .create(true)
             .append(true)
             .open(self.path().join(SERVERS))?;
-        writeln!(f, "{pid}")
+        writeln!(f, "{pid} {started}")
     }
 
     /// Keeps the directory (for its logs) past this run; the next run removes it.
@@ -53,8 +58,9 @@ impl WorkDir {
 }
 
 /// Removes the work directories under `parent` left by runs that no longer
-/// hold them; returns what it removed. Directories without the lock file
-/// (not made by this harness, or by one from before it) are left alone.
+/// hold them, once their servers are gone; returns what it removed.
+/// Directories without the lock file (not made by this harness, or by one
+/// from before it) are left alone, and so is one whose servers would not stop.
 pub(crate) fn remove_stale(parent: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return Vec::new();
@@ -76,7 +82,13 @@ pub(crate) fn remove_stale(parent: &Path) -> Vec<PathBuf> {
         if !old || lock.try_lock().is_err() {
             continue;
         }
-        stop_servers(&path);
+        if !stop_servers(&path) {
+            eprintln!(
+                "keeping {}: a server of the run that left it did not stop",
+                path.display()
+            );
+            continue;
+        }
         if std::fs::remove_dir_all(&path).is_ok() {
             removed.push(path);
         }
@@ -84,24 +96,51 @@ pub(crate) fn remove_stale(parent: &Path) -> Vec<PathBuf> {
     removed
 }
 
-/// Kills the servers noted in `dir` that still run from it: a server's
-/// command line names its configuration inside `dir`, so a process id
-/// reused since by another program is left alone.
-fn stop_servers(dir: &Path) {
-    let Ok(pids) = std::fs::read_to_string(dir.join(SERVERS)) else {
-        return;
+/// Kills the servers noted in `dir` that still run, and waits for them to
+/// go; false if one is still there after `STOP_WAIT`.
+fn stop_servers(dir: &Path) -> bool {
+    let Ok(noted) = std::fs::read_to_string(dir.join(SERVERS)) else {
+        return true;
     };
-    let needle = dir.as_os_str().as_encoded_bytes();
-    for pid in pids.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        if cmdline.windows(needle.len()).any(|w| w == needle) {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
+    let running: Vec<u32> = noted
+        .lines()
+        .filter_map(|l| {
+            let (pid, started) = l.split_once(' ')?;
+            let pid = pid.parse().ok()?;
+            // Another process under a reused id has another start time.
+            (start_time(pid)? == started.trim().parse::<u64>().ok()? && !exited(pid)).then_some(pid)
+        })
+        .collect();
+    for pid in &running {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
     }
+    let deadline = Instant::now() + STOP_WAIT;
+    while running.iter().any(|&pid| !exited(pid)) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// The fields of `/proc/PID/stat` after the command name (which may hold spaces).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Clock ticks after boot at which the process started (field 22).
+fn start_time(pid: u32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Gone, or a zombie (which holds no files) its new parent has not reaped yet.
+fn exited(pid: u32) -> bool {
+    stat_fields(pid).is_none_or(|f| f.first().is_some_and(|state| state == "Z" || state == "X"))
 }
 
 #[cfg(test)]
@@ -158,15 +197,18 @@ mod tests {
     fn a_killed_runs_servers_are_stopped_and_no_other_process() {
         let parent = tempfile::tempdir().unwrap();
         let path = left_behind(parent.path());
-        // Stands for a server: its command line names the work directory.
-        let mut server = std::process::Command::new("tail")
-            .arg("-f")
-            .arg(path.join(LOCK))
-            .spawn()
-            .unwrap();
-        // A process id since reused by something else.
+        let mut server = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+        // A process id since reused by another program: same id, another start time.
         let mut other = std::process::Command::new("sleep").arg("600").spawn().unwrap();
-        std::fs::write(path.join(SERVERS), format!("{}\n{}\n", server.id(), other.id())).unwrap();
+        let started = |c: &std::process::Child| start_time(c.id()).unwrap();
+        let noted = format!(
+            "{} {}\n{} {}\n99999999 1\nnot a line\n",
+            server.id(),
+            started(&server),
+            other.id(),
+            started(&other) + 1
+        );
+        std::fs::write(path.join(SERVERS), noted).unwrap();
         age(&path, GRACE * 2);
 
         assert_eq!(remove_stale(parent.path()), vec![path]);
@@ -175,5 +217,17 @@ mod tests {
         assert!(other.try_wait().unwrap().is_none(), "not a server of the run");
         other.kill().unwrap();
         other.wait().unwrap();
+    }
+
+    #[test]
+    fn reads_its_own_start_time_and_state() {
+        let me = std::process::id();
+        assert!(start_time(me).is_some_and(|t| t > 0));
+        assert!(!exited(me));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        while child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(exited(child.id()), "reaped");
     }
 }

@@ -201,18 +201,34 @@ fn an_interrupted_run_stops_its_servers_and_removes_its_work_directory() {
         .stderr(err.reopen().unwrap())
         .spawn()
         .unwrap();
-    // The server is up (its set-up may still be running): stop the run.
+    // The server is up and noted in the work directory: stop the run.
     let started = std::time::Instant::now();
-    let addr = loop {
+    let (addr, pids) = loop {
         let log = std::fs::read_to_string(err.path()).unwrap();
-        if let Some(addr) = log.split(" on ").nth(1).and_then(|r| r.split_whitespace().next()) {
-            break addr.to_owned();
+        let addr = log
+            .lines()
+            .find(|l| l.starts_with("== setting up Coffer"))
+            .and_then(|l| l.rsplit(" on ").next())
+            .map(str::to_owned);
+        let noted = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join(".servers")).ok())
+            .next()
+            .unwrap_or_default();
+        if let Some(addr) = addr.filter(|_| !noted.is_empty()) {
+            let pids: Vec<String> = noted
+                .lines()
+                .filter_map(|l| l.split(' ').next())
+                .map(str::to_owned)
+                .collect();
+            break (addr, pids);
         }
         assert!(run.try_wait().unwrap().is_none(), "harness ended early:\n{log}");
         assert!(started.elapsed().as_secs() < 120, "no server after 2 minutes:\n{log}");
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(pids.len(), 1, "one server: {pids:?}");
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "one work directory");
 
     let kill = Command::new("kill")
@@ -222,8 +238,14 @@ fn an_interrupted_run_stops_its_servers_and_removes_its_work_directory() {
     assert!(kill.success());
     let status = run.wait().unwrap();
     let log = std::fs::read_to_string(err.path()).unwrap();
-    assert!(!status.success(), "{log}");
+    assert_eq!(status.code(), Some(128 + 15), "{log}");
     assert!(log.contains("stopped by SIGTERM"), "{log}");
+    for pid in &pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}/stat")).exists(),
+            "server {pid} still runs"
+        );
+    }
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(
