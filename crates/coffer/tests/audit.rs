@@ -24,6 +24,9 @@ async fn forged_record(data: &Path, seq: u64) -> Vec<String> {
         .fetch_one(&mut c)
         .await
         .unwrap();
+    // Closed before the directory is copied: a connection merely dropped
+    // closes later on its own thread, deleting the WAL files mid-copy.
+    c.close().await.unwrap();
     let keys: Value = serde_json::from_slice(&keys).unwrap();
     let public = hex::decode(keys["record_public"].as_str().unwrap()).unwrap();
     let (session_public, key) = coffer_core::audit::start_session(&public, "editor").unwrap();
@@ -79,6 +82,7 @@ async fn sql(data: &Path, statements: &[&str]) {
             .await
             .unwrap();
     }
+    c.close().await.unwrap();
 }
 
 /// A trail of a few dozen records in a copy of `template`.

@@ -24,6 +24,8 @@ async fn edit(data: &Path, statements: &[&str]) {
             .await
             .unwrap();
     }
+    // Closed now, not later on the connection's own thread.
+    c.close().await.unwrap();
 }
 
 /// Makes the store look as one from before its rows carried MACs: the root
@@ -208,11 +210,14 @@ async fn edited_key_settings_are_refused_and_old_rows_get_their_mac_once() {
 async fn encryptions(data: &Path, key: &str) -> Vec<(i64, i64)> {
     let url = format!("sqlite://{}", data.join(DB_FILE).display());
     let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query_as("SELECT version, encryptions FROM transit_key_versions WHERE name = ? ORDER BY version")
-        .bind(key)
-        .fetch_all(&mut c)
-        .await
-        .unwrap()
+    let counts =
+        sqlx::query_as("SELECT version, encryptions FROM transit_key_versions WHERE name = ? ORDER BY version")
+            .bind(key)
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    c.close().await.unwrap();
+    counts
 }
 
 /// A POST with the test's root token.
