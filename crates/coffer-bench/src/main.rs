@@ -110,7 +110,13 @@ fn plaintext(i: u64) -> [u8; 32] {
 
 /// Benchmark Coffer against OpenBao (transit encrypt/decrypt/batches), alternating per scenario.
 #[derive(Debug, Parser)]
-#[command(name = "coffer-bench", version)]
+#[command(
+    name = "coffer-bench",
+    version,
+    after_help = "The servers' data and logs go to a work directory under $TMPDIR (several GB on a full run). \
+                  It is removed at the end and when the run is interrupted (Ctrl-C, SIGTERM, SIGHUP); \
+                  a run killed outright leaves it and its servers, and the next run stops and removes them."
+)]
 struct Args {
     /// Measured seconds per scenario and target.
     #[arg(long, default_value_t = 10.0)]

@@ -648,6 +648,12 @@ mod tests {
 
     use super::*;
 
+    /// A guard, not yet keyed, over a real SQLite store, and that store unguarded.
+    async fn over_sqlite(dir: &std::path::Path) -> (Arc<dyn Store>, Guarded) {
+        let raw: Arc<dyn Store> = Arc::new(SqliteStore::open(dir).await.unwrap());
+        (raw.clone(), Guarded::new(raw))
+    }
+
     fn key(b: u8) -> hmac::Key {
         hmac::Key::new(hmac::HMAC_SHA256, &[b; 32])
     }
@@ -788,8 +794,7 @@ mod tests {
     #[tokio::test]
     async fn a_use_is_spent_with_the_mac_of_the_new_count() {
         let dir = tempfile::tempdir().unwrap();
-        let raw: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
-        let g = Guarded::new(raw.clone());
+        let (raw, g) = over_sqlite(dir.path()).await;
         g.set_key(Some(key(1)));
         let limited = |a: &str| TokenRow {
             num_uses: 2,
@@ -891,8 +896,7 @@ mod tests {
     #[tokio::test]
     async fn an_altered_cert_role_is_refused_and_left_out() {
         let dir = tempfile::tempdir().unwrap();
-        let raw: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
-        let g = Guarded::new(raw.clone());
+        let (raw, g) = over_sqlite(dir.path()).await;
         g.set_key(Some(key(1)));
         let role = |name: &str| CertRoleRow {
             tenant: String::new(),
@@ -950,8 +954,7 @@ mod tests {
     #[tokio::test]
     async fn writes_are_maced_partial_updates_keep_rows_intact_and_altered_rows_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let raw: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
-        let g = Guarded::new(raw.clone());
+        let (raw, g) = over_sqlite(dir.path()).await;
         let insert = || {
             vec![
                 Op::InsertToken(token("parent", None)),
