@@ -188,15 +188,16 @@ async fn handle(
     };
     // The handler runs to completion in its own task even if the client's
     // deadline passes first, so a store write and the cache update after it
-    // never come apart; it records its own outcome then.
-    let task = tokio::spawn({
+    // never come apart; it records its own outcome then. Boxed: the task
+    // would otherwise move the handler's whole state (some 8 KiB) several times.
+    let task = tokio::spawn(Box::pin({
         let app = app.clone();
         async move {
             // The parsed request lives here until the handler ends, past a deadline too.
             let _share = share;
             audited(&app, req).await
         }
-    });
+    }));
     match within(deadline, task).await {
         Some(Ok(result)) => result,
         Some(Err(e)) => refuse(ApiError::Internal(format!("request handler failed: {e}"))).await,
