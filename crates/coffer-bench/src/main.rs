@@ -14,7 +14,7 @@ mod targets;
 mod workdir;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -25,7 +25,7 @@ use serde_json::json;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::load::{Load, Measured};
-use crate::targets::{Kind, Target};
+use crate::targets::{Kind, ServerTotals, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Only {
@@ -219,7 +219,7 @@ pub(crate) struct TargetResult {
     /// Per scenario: CPU used during the load (warm-up included) and the requests it answered.
     pub(crate) cpu: Vec<(Scenario, cpu::Usage, u64)>,
     /// Per scenario, all rounds: Coffer's requests and audit commits (counts, times, records).
-    pub(crate) totals: Vec<(Scenario, targets::ServerTotals)>,
+    pub(crate) totals: Vec<(Scenario, ServerTotals)>,
     /// Single requests by connection count (`--sweep`), the median round of each.
     pub(crate) sweep: Vec<(Scenario, usize, Outcome)>,
     pub(crate) idle_rss: Option<u64>,
@@ -485,11 +485,15 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
                     continue;
                 }
                 check_probe(s, &answer).with_context(|| format!("{}: {} probe", t.label, s.name()))?;
+                let window = Instant::now();
                 let before_totals = t.server_totals().await?;
                 let (m, used) = drive(t, s, body, args.connections, args, round).await?;
                 results[i].cpu.push((s, used, m.sent));
                 if let (Some(b), Some(a)) = (before_totals, t.server_totals().await?) {
-                    let delta = a.since(&b);
+                    let delta = ServerTotals {
+                        seconds: window.elapsed().as_secs_f64(),
+                        ..a.since(&b)
+                    };
                     match results[i].totals.iter_mut().find(|c| c.0 == s) {
                         Some(c) => c.1.add(&delta),
                         None => results[i].totals.push((s, delta)),

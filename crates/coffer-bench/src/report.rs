@@ -268,6 +268,12 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
         row(format!("{n}: audit records per commit"), Fmt::Cores, &|r| {
             commits(r, s, |c| c.records / c.batches.max(1.0))
         });
+        // Near 1, the writer commits back to back: throughput is then records per commit ÷ commit time.
+        row(
+            format!("{n}: audit writer committing, share of the time"),
+            Fmt::Cores,
+            &|r| commits(r, s, |c| c.commit_seconds / c.seconds.max(f64::MIN_POSITIVE)),
+        );
         row(format!("{n}: server CPU µs/request"), Fmt::Count, &|r| {
             // All rounds of the scenario together.
             let (server, sent) = r

@@ -504,6 +504,8 @@ pub(crate) struct ServerTotals {
     /// Commits that carried records (the others only sign a checkpoint).
     pub(crate) batches: f64,
     pub(crate) records: f64,
+    /// Wall seconds the totals cover: set by whoever takes them, not in `sys/metrics`.
+    pub(crate) seconds: f64,
 }
 
 impl ServerTotals {
@@ -522,6 +524,7 @@ impl ServerTotals {
             commit_seconds: audit("coffer_audit_commit_duration_seconds_sum"),
             batches: audit("coffer_audit_batch_records_count"),
             records: audit("coffer_audit_batch_records_sum"),
+            seconds: 0.0,
         })
     }
 
@@ -533,6 +536,7 @@ impl ServerTotals {
             commit_seconds: self.commit_seconds - before.commit_seconds,
             batches: self.batches - before.batches,
             records: self.records - before.records,
+            seconds: 0.0,
         }
     }
 
@@ -543,6 +547,7 @@ impl ServerTotals {
         self.commit_seconds += other.commit_seconds;
         self.batches += other.batches;
         self.records += other.records;
+        self.seconds += other.seconds;
     }
 }
 
@@ -569,7 +574,8 @@ mod tests {
                 commits: 7.0,
                 commit_seconds: 0.0042,
                 batches: 6.0,
-                records: 40.0
+                records: 40.0,
+                seconds: 0.0,
             }
         );
         // Audit off: no commit series, requests still counted.

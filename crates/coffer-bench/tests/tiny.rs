@@ -127,6 +127,10 @@ fn tiny_run_prints_the_table() {
         let per_commit = number(row(&stdout, &format!("{s}: audit records per commit"))[0]);
         assert!(per_commit >= 1.0, "{s}: {per_commit} records per commit");
         assert_eq!(row(&stdout, &format!("{s}: audit records per commit"))[off], "off");
+        // Commit time over the run's wall time: a share, so above 0 and (one writer) at most 1.
+        let busy = row(&stdout, &format!("{s}: audit writer committing, share of the time"));
+        assert!(number(busy[0]) > 0.0 && number(busy[0]) <= 1.0, "{busy:?}");
+        assert_eq!(busy[off], "off", "{busy:?}");
         if with_bao {
             // Batches of 1,000 too: its JSON limits are raised for them.
             assert!(number(rps[1]) > 0.0, "OpenBao {s}: {rps:?}");
