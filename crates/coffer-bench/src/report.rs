@@ -41,6 +41,8 @@ fn show(c: &Cell, f: Fmt) -> String {
     match c {
         Cell::None => "—".into(),
         Cell::Text(t) => t.clone(),
+        // A figure without its base (a total over no time) is not a number to print.
+        Cell::Num(v) if !v.is_finite() => "—".into(),
         Cell::Num(v) => match f {
             Fmt::Count => thousands(*v),
             Fmt::Millis if *v < 10.0 => format!("{v:.2}"),
@@ -272,7 +274,7 @@ pub(crate) fn render(info: &RunInfo, scenarios: &[Scenario], results: &[TargetRe
         row(
             format!("{n}: audit writer committing, share of the time"),
             Fmt::Cores,
-            &|r| commits(r, s, |c| c.commit_seconds / c.seconds.max(f64::MIN_POSITIVE)),
+            &|r| commits(r, s, |c| c.commit_seconds / c.seconds),
         );
         row(format!("{n}: server CPU µs/request"), Fmt::Count, &|r| {
             // All rounds of the scenario together.
@@ -527,5 +529,12 @@ mod tests {
         assert_eq!(thousands(999.4), "999");
         assert_eq!(thousands(1000.0), "1,000");
         assert_eq!(thousands(51234567.0), "51,234,567");
+    }
+
+    #[test]
+    fn a_figure_over_nothing_prints_as_missing() {
+        assert_eq!(show(&Cell::Num(f64::NAN), Fmt::Cores), "—");
+        assert_eq!(show(&Cell::Num(f64::INFINITY), Fmt::Count), "—");
+        assert_eq!(show(&Cell::Num(0.954), Fmt::Cores), "0.95");
     }
 }
