@@ -490,10 +490,7 @@ async fn measure(args: &Args, scenarios: &[Scenario], targets: &mut [Target]) ->
                 let (m, used) = drive(t, s, body, args.connections, args, round).await?;
                 results[i].cpu.push((s, used, m.sent));
                 if let (Some(b), Some(a)) = (before_totals, t.server_totals().await?) {
-                    let delta = ServerTotals {
-                        seconds: window.elapsed().as_secs_f64(),
-                        ..a.since(&b)
-                    };
+                    let delta = a.since(&b, window.elapsed().as_secs_f64());
                     match results[i].totals.iter_mut().find(|c| c.0 == s) {
                         Some(c) => c.1.add(&delta),
                         None => results[i].totals.push((s, delta)),

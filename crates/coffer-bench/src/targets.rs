@@ -504,7 +504,7 @@ pub(crate) struct ServerTotals {
     /// Commits that carried records (the others only sign a checkpoint).
     pub(crate) batches: f64,
     pub(crate) records: f64,
-    /// Wall seconds the totals cover: set by whoever takes them, not in `sys/metrics`.
+    /// Wall seconds the totals cover (0 for a reading; a difference gets its window).
     pub(crate) seconds: f64,
 }
 
@@ -528,7 +528,8 @@ impl ServerTotals {
         })
     }
 
-    pub(crate) fn since(&self, before: &ServerTotals) -> ServerTotals {
+    /// What happened between `before` and this reading, `seconds` apart.
+    pub(crate) fn since(&self, before: &ServerTotals, seconds: f64) -> ServerTotals {
         ServerTotals {
             requests: self.requests - before.requests,
             request_seconds: self.request_seconds - before.request_seconds,
@@ -536,7 +537,7 @@ impl ServerTotals {
             commit_seconds: self.commit_seconds - before.commit_seconds,
             batches: self.batches - before.batches,
             records: self.records - before.records,
-            seconds: 0.0,
+            seconds,
         }
     }
 
@@ -578,6 +579,9 @@ mod tests {
                 seconds: 0.0,
             }
         );
+        // A difference covers its window: the writer committed 0.0042 s of 2 s.
+        let d = c.since(&ServerTotals::default(), 2.0);
+        assert_eq!((d.commits, d.commit_seconds / d.seconds), (7.0, 0.0021));
         // Audit off: no commit series, requests still counted.
         let off =
             ServerTotals::parse("coffer_request_duration_seconds_sum 0.25\ncoffer_request_duration_seconds_count 10\n")
