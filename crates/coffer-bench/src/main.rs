@@ -135,7 +135,7 @@ struct Args {
     /// `--connections` is reused, not run twice), for each target's best
     /// throughput: a server bound by its durable audit commit scales with
     /// concurrency, a CPU-bound one does not. Coffer with audit off is left out.
-    #[arg(long, value_delimiter = ',', default_value = "8,16,32,64")]
+    #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128")]
     sweep: Vec<usize>,
     /// Load-generator threads (like `wrk -t`); they share the machine with the server.
     #[arg(long, default_value_t = 2)]
